@@ -1,0 +1,282 @@
+// Assembles one rtae instance in embedded mode: log, workers, aggregator, history and hot cache,
+// the checkpoint loop that makes window state and offsets durable together, and the query facade.
+
+import type { Config } from "./config.ts";
+import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWriter, type WorkerPool } from "./ingest/index.ts";
+import { logger } from "./log.ts";
+import { createMemoryHotCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
+import {
+  FAMILIES,
+  HOUR,
+  MIN,
+  SEC,
+  campaignsOfPane,
+  collect,
+  createAggregator,
+  createPane,
+  encodePane,
+  familiesFor,
+  funnelOf,
+  inventoryOf,
+  mergeEncoded,
+  mergePane,
+  performanceOf,
+  pointValue,
+  summaryOf,
+  topProducts,
+  type Aggregator,
+  type CheckpointCapture,
+  type Family,
+  type Res,
+  type TimeseriesMetric,
+  type TopBy,
+} from "./window/index.ts";
+
+const log = logger("Engine");
+
+export interface Engine {
+  readonly config: Config;
+  readonly door: Door;
+  readonly aggregator: Aggregator;
+  readonly hot: HotCache;
+  readonly store: HistoryStore;
+  ready(): boolean;
+  summary(from: number, to: number): Promise<ReturnType<typeof summaryOf>>;
+  timeseries(metric: TimeseriesMetric, typeIndex: number, step: Res, from: number, to: number): Promise<Array<{ t: string; value: number }>>;
+  top(by: TopBy, limit: number, from: number, to: number): Promise<Array<{ productId: string; value: number }>>;
+  funnel(from: number, to: number): Promise<ReturnType<typeof funnelOf>>;
+  performance(from: number, to: number): Promise<ReturnType<typeof performanceOf>>;
+  campaigns(from: number, to: number): Promise<ReturnType<typeof campaignsOfPane>>;
+  inventory(lowStock: number | null, limit: number, from: number, to: number): Promise<ReturnType<typeof inventoryOf>>;
+  /** force a checkpoint now (tests, shutdown) */
+  checkpoint(): Promise<void>;
+  /** resolves once every event appended so far has been applied by the aggregator */
+  caughtUp(timeoutMs?: number): Promise<boolean>;
+  stats(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+export interface EngineOptions {
+  /** processing-time clock for the aggregator (tests) */
+  clock?: () => number;
+  /** worker script override (the compiled binary passes its embedded path) */
+  workerUrl?: string | URL;
+}
+
+export async function startEngine(config: Config, options: EngineOptions = {}): Promise<Engine> {
+  const maxAgeMs = Math.max(config.retention["1s"], config.retention["1m"], config.retention["1h"]);
+  const writer: LocalLogWriter = openLogWriter(config.dataDir, config.partitions);
+  const store = openSqliteHistory(config.dataDir);
+  const hot = createMemoryHotCache();
+  const agg = createAggregator({
+    partitions: config.partitions,
+    outOfOrdernessMs: config.outOfOrdernessMs,
+    allowedLatenessMs: config.allowedLatenessMs,
+    sessionGapMs: config.sessionGapMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    clock: options.clock,
+  });
+  const cp = await store.loadCheckpoint();
+  agg.restore(cp);
+  log.info("restored checkpoint", {
+    partitions: config.partitions,
+    openWindows: cp.openWindows.length,
+    sessions: cp.sessions.length,
+    offsets: Object.fromEntries(cp.offsets),
+  });
+
+  const pool: WorkerPool = await startWorkerPool({
+    workers: config.workers,
+    partitions: config.partitions,
+    dataDir: config.dataDir,
+    currency: config.currency,
+    maxAgeMs,
+    dedupeHorizonMs: config.dedupeHorizonMs,
+    aggregator: agg,
+    workerUrl: options.workerUrl,
+    onDeadLetters: (rows) => writer.deadLetter(rows),
+    onError: (message) => log.error("worker error", { message }),
+  });
+
+  const appended = new Float64Array(config.partitions); // end offsets after our appends
+  for (let p = 0; p < config.partitions; p++) appended[p] = writer.endOffset(p);
+
+  const door = createDoor({
+    sink: {
+      partitions: config.partitions,
+      append(byPartition, maxTime) {
+        const results = writer.append(byPartition, maxTime);
+        for (const r of results) appended[r.partition] = r.baseOffset + r.count;
+      },
+    },
+    context: () => ({ now: Date.now(), maxAgeMs, currency: config.currency }),
+    maxEvents: config.maxEventsPerRequest,
+    onAppended: () => pool.notify(),
+  });
+
+  let checkpointing: Promise<void> | null = null;
+  let checkpoints = 0;
+  let lastCheckpointMs = 0;
+
+  async function runCheckpoint(): Promise<void> {
+    const started = performance.now();
+    const c: CheckpointCapture = agg.capture();
+    try {
+      const windows: WindowRow[] = [];
+      for (const w of c.flushed)
+        for (const f of encodePane(w.pane, agg.dict))
+          windows.push({ family: f.family, res: w.res, start: w.start, partition: w.partition, value: f.value });
+      for (const corr of c.corrections) {
+        // read-modify-write of a stored window: this partition's rows have a single writer
+        const existing = (await store.readWindows(FAMILIES, corr.res, corr.start, corr.start + 1)).filter(
+          (r) => r.partition === corr.partition,
+        );
+        const pane = createPane();
+        for (const r of existing) mergeEncoded(pane, r.family as Family, r.value, agg.dict);
+        mergePane(pane, corr.pane);
+        const encoded = encodePane(pane, agg.dict);
+        for (const r of existing) {
+          // counters may return to zero; the stored row must say so rather than keep its old value
+          if (!encoded.some((e) => e.family === r.family))
+            encoded.push({ family: r.family as Family, value: new Uint8Array(r.value.length) });
+        }
+        for (const f of encoded)
+          windows.push({ family: f.family, res: corr.res, start: corr.start, partition: corr.partition, value: f.value });
+      }
+      await store.commit({
+        windows,
+        openWindows: c.open,
+        sessions: c.sessions,
+        deletedSessions: c.deletedSessions,
+        inventory: c.inventory,
+        late: c.late,
+        offsets: c.offsets,
+        meta: c.meta,
+      });
+      agg.committed(c);
+      checkpoints++;
+      lastCheckpointMs = performance.now() - started;
+    } catch (err) {
+      agg.failed(c);
+      log.error("checkpoint failed; state kept for the next attempt", { message: (err as Error).message });
+      throw err;
+    }
+    // the log is only needed from the lowest offset that a restart would replay or dedupe would rescan
+    for (let p = 0; p < config.partitions; p++) writer.truncateBefore(p, pool.neededFrom(p));
+  }
+
+  function checkpoint(): Promise<void> {
+    if (!checkpointing)
+      checkpointing = runCheckpoint().finally(() => {
+        checkpointing = null;
+      });
+    return checkpointing;
+  }
+
+  const cpTimer = setInterval(() => {
+    checkpoint().catch(() => {});
+  }, config.checkpointIntervalMs);
+  const pruneTimer = setInterval(() => {
+    store.prune(config.retention, Date.now()).catch((err) => log.warn("prune failed", { message: String(err) }));
+  }, 60_000);
+
+  // live sliding views for streams: recomputed at most every 100 ms when something changed
+  let liveVersion = -1;
+  const liveTimer = setInterval(async () => {
+    if (agg.version === liveVersion) return;
+    liveVersion = agg.version;
+    const now = Date.now();
+    try {
+      for (const [name, span] of [
+        ["1m", MIN],
+        ["5m", 5 * MIN],
+      ] as const) {
+        const s = await summary(now - span, now);
+        hot.set(`summary:${name}`, s);
+        hot.publish("deltas", JSON.stringify({ topic: `summary:${name}`, value: s }));
+      }
+    } catch (err) {
+      log.warn("live view failed", { message: String(err) });
+    }
+  }, 100);
+
+  async function merged(from: number, to: number, families: readonly Family[]) {
+    return (await collect(agg, store, from, to, families)).get(0) ?? createPane();
+  }
+
+  async function summary(from: number, to: number) {
+    return summaryOf(await merged(from, to, ["core", "users", "sessions"]), from, to, agg.watermark.value);
+  }
+
+  let stopped = false;
+  const engine: Engine = {
+    config,
+    door,
+    aggregator: agg,
+    hot,
+    store,
+    ready: () => !stopped,
+    summary,
+    async timeseries(metric, typeIndex, step, from, to) {
+      const buckets = await collect(agg, store, from, to, familiesFor(metric), step);
+      const points: Array<{ t: string; value: number }> = [];
+      const start = Math.floor(from / step) * step;
+      const end = Math.ceil(to / step) * step;
+      for (let t = start; t < end; t += step)
+        points.push({ t: new Date(t).toISOString(), value: pointValue(buckets.get(t), metric, typeIndex) });
+      return points;
+    },
+    async top(by, limit, from, to) {
+      return topProducts(await merged(from, to, ["products"]), agg.dict, by, limit);
+    },
+    async funnel(from, to) {
+      return funnelOf(await merged(from, to, ["funnel"]));
+    },
+    async performance(from, to) {
+      return performanceOf(await merged(from, to, ["load"]));
+    },
+    async campaigns(from, to) {
+      return campaignsOfPane(await merged(from, to, ["campaigns"]), agg.dict);
+    },
+    async inventory(lowStock, limit, from, to) {
+      return inventoryOf(agg, await merged(from, to, ["products"]), lowStock, limit);
+    },
+    checkpoint,
+    async caughtUp(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        let behind = false;
+        for (let p = 0; p < config.partitions; p++) if ((agg.applied.get(p) ?? 0) < appended[p]) behind = true;
+        if (!behind) return true;
+        if (Date.now() > deadline) return false;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    },
+    stats() {
+      return {
+        ...agg.stats(),
+        ...pool.stats(),
+        watermark: agg.watermark.value,
+        checkpoints,
+        lastCheckpointMs,
+        door: door.stats,
+      };
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(cpTimer);
+      clearInterval(pruneTimer);
+      clearInterval(liveTimer);
+      await pool.stop();
+      await checkpointing?.catch(() => {});
+      await checkpoint().catch(() => {});
+      writer.close();
+      await store.close();
+      await hot.close();
+    },
+  };
+  void SEC;
+  void HOUR;
+  return engine;
+}

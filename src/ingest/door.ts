@@ -1,0 +1,85 @@
+// The ingest door: body -> events -> validation -> partition by session -> durable log append.
+// The 202 is returned only after the append is durable, so every acknowledged event can be replayed.
+
+import { parseBody, toWire, validateEvent, type ValidateContext } from "./event.ts";
+import { partitionOf } from "./local-log.ts";
+
+/** Where accepted events go: the embedded log or Kafka; resolves once the records are durable. */
+export interface Sink {
+  readonly partitions: number;
+  append(byPartition: string[][], maxTime: number[]): Promise<void> | void;
+}
+
+export interface IngestResult {
+  status: 202 | 400 | 413 | 415 | 503;
+  body:
+    | { accepted: number; rejected: number; errors: Array<{ index: number; reason: string }> }
+    | { error: { code: string; message: string } };
+}
+
+export interface Door {
+  ingest(bytes: Uint8Array, contentType: string | null): Promise<IngestResult>;
+  readonly stats: { accepted: number; rejected: number; requests: number };
+}
+
+export function createDoor(opts: {
+  sink: Sink;
+  context: () => ValidateContext;
+  maxEvents: number;
+  /** called after every durable append (wakes the workers) */
+  onAppended?: (accepted: number) => void;
+}): Door {
+  const stats = { accepted: 0, rejected: 0, requests: 0 };
+  const P = opts.sink.partitions;
+  return {
+    stats,
+    async ingest(bytes, contentType) {
+      stats.requests++;
+      const parsed = parseBody(bytes, contentType, { maxEvents: opts.maxEvents });
+      if (!parsed.ok) return { status: parsed.status, body: { error: { code: parsed.code, message: parsed.message } } };
+      const ctx = opts.context();
+      const byPartition: string[][] = Array.from({ length: P }, () => []);
+      const maxTime = new Array<number>(P).fill(0);
+      const errors: Array<{ index: number; reason: string }> = [];
+      let accepted = 0;
+      for (const item of parsed.items) {
+        if (item.error !== undefined) {
+          errors.push({ index: item.index, reason: item.error });
+          continue;
+        }
+        const v = validateEvent(item.value, ctx);
+        if (!v.ok) {
+          errors.push({ index: item.index, reason: v.reason });
+          continue;
+        }
+        const e = v.event;
+        // session key keeps a session (and the duplicates of its events) in one partition
+        const p = partitionOf(e.sessionId ?? e.productId ?? e.eventId, P);
+        byPartition[p].push(toWire(e));
+        if (e.time > maxTime[p]) maxTime[p] = e.time;
+        accepted++;
+      }
+      stats.rejected += errors.length;
+      if (accepted === 0) {
+        return {
+          status: 400,
+          body:
+            parsed.items.length === 0
+              ? { error: { code: "no_events", message: "the body holds no events" } }
+              : { accepted: 0, rejected: errors.length, errors },
+        };
+      }
+      try {
+        await opts.sink.append(byPartition, maxTime);
+      } catch (err) {
+        return {
+          status: 503,
+          body: { error: { code: "log_unavailable", message: `events not stored, retry: ${(err as Error).message}` } },
+        };
+      }
+      stats.accepted += accepted;
+      opts.onAppended?.(accepted);
+      return { status: 202, body: { accepted, rejected: errors.length, errors } };
+    },
+  };
+}

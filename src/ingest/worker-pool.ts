@@ -1,0 +1,203 @@
+// Main-thread side of the ingest workers: a fixed pool (never spawned per task), one ring and one
+// dictionary ring per worker, and the drain loop that feeds the window aggregator in place.
+
+import { createRingBuffer, ringConsumer, type RingConsumer } from "./ring-buffer.ts";
+import type { FromWorker, WorkerInit } from "./worker-protocol.ts";
+import { DICT_RECORD_WORDS, RECORD_WORDS, type Aggregator } from "../window/index.ts";
+
+export interface WorkerPoolOptions {
+  workers: number;
+  partitions: number;
+  dataDir: string;
+  currency: string;
+  maxAgeMs: number;
+  dedupeHorizonMs: number;
+  ringCapacity?: number;
+  aggregator: Aggregator;
+  onDeadLetters(rows: Array<{ partition: number; offset: number; value: string; reason: string }>): void;
+  onError?(message: string): void;
+  /** called after each drain that applied records */
+  onApplied?(records: number): void;
+  /** worker script; defaults to ./worker.ts next to this file (listed as a build entry point) */
+  workerUrl?: string | URL;
+}
+
+export interface WorkerPool {
+  /** wake the workers after a log append */
+  notify(): void;
+  /** lowest log offset each partition still needs (min of checkpointed and dedupe needs) */
+  neededFrom(partition: number): number;
+  stats(): { processed: number; duplicates: number; invalid: number; ringUsed: number[] };
+  stop(): Promise<void>;
+}
+
+interface Slot {
+  worker: Worker;
+  ring: RingConsumer;
+  dict: RingConsumer;
+  xlate: Int32Array;
+  progress: { processed: number; duplicates: number; invalid: number };
+}
+
+const decoder = new TextDecoder();
+
+/** Start the pool; resolves once every worker has restored its dedupe state and is consuming. */
+export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPool> {
+  const agg = opts.aggregator;
+  const control = new SharedArrayBuffer(64);
+  const ctl = new Int32Array(control);
+  const needed = new Map<number, number>();
+  const slots: Slot[] = [];
+  const ready: Array<Promise<void>> = [];
+  const url = opts.workerUrl ?? new URL("./worker.ts", import.meta.url);
+  const n = Math.max(1, Math.min(opts.workers, opts.partitions));
+
+  for (let w = 0; w < n; w++) {
+    const ringSab = createRingBuffer(opts.ringCapacity ?? 1 << 15, RECORD_WORDS);
+    const dictSab = createRingBuffer(256, DICT_RECORD_WORDS);
+    const worker = new Worker(url);
+    const slot: Slot = {
+      worker,
+      ring: ringConsumer(ringSab),
+      dict: ringConsumer(dictSab),
+      xlate: new Int32Array(1024).fill(-1),
+      progress: { processed: 0, duplicates: 0, invalid: 0 },
+    };
+    slots.push(slot);
+    const owned: WorkerInit["partitions"] = [];
+    for (let p = w; p < opts.partitions; p += n) owned.push({ partition: p, from: agg.applied.get(p) ?? 0 });
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    ready.push(promise);
+    worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+      const m = ev.data;
+      switch (m.type) {
+        case "ready":
+          resolve();
+          break;
+        case "dlq":
+          opts.onDeadLetters(m.rows);
+          break;
+        case "progress":
+          for (const [p, o] of m.neededFrom) needed.set(p, o);
+          slot.progress = { processed: m.processed, duplicates: m.duplicates, invalid: m.invalid };
+          break;
+        case "error":
+          opts.onError?.(m.message);
+          reject(new Error(m.message));
+          break;
+      }
+    };
+    worker.onerror = (ev) => {
+      opts.onError?.(`worker ${w} failed: ${ev.message}`);
+      reject(new Error(ev.message));
+    };
+    const init: WorkerInit = {
+      type: "init",
+      workerIndex: w,
+      dataDir: opts.dataDir,
+      partitions: owned,
+      ring: ringSab,
+      dictRing: dictSab,
+      control,
+      currency: opts.currency,
+      maxAgeMs: opts.maxAgeMs,
+      dedupeHorizonMs: opts.dedupeHorizonMs,
+    };
+    worker.postMessage(init);
+  }
+  await Promise.all(ready);
+
+  function drainDict(s: Slot): void {
+    const d = s.dict;
+    const count = d.available(d.capacity);
+    if (count === 0) return;
+    const bytes = new Uint8Array(d.i32.buffer, d.i32.byteOffset, d.i32.byteLength);
+    for (let k = 0; k < count; k++) {
+      const base = d.slot(k);
+      const id = d.i32[base];
+      const len = d.i32[base + 1];
+      const str = decoder.decode(bytes.subarray((base + 2) * 4, (base + 2) * 4 + len));
+      if (id >= s.xlate.length) {
+        const grown = new Int32Array(Math.max(id + 1, s.xlate.length * 2)).fill(-1);
+        grown.set(s.xlate);
+        s.xlate = grown;
+      }
+      s.xlate[id] = agg.dict.intern(str);
+    }
+    d.release(count);
+  }
+
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+
+  /** drain every ring once; records are read in place and released in one store */
+  function drain(): number {
+    let total = 0;
+    for (const s of slots) {
+      const r = s.ring;
+      // read the record count before the dictionary so every string a record uses is known
+      const count = r.available(r.capacity);
+      drainDict(s);
+      if (count === 0) continue;
+      const { i32, f64 } = r;
+      for (let k = 0; k < count; k++) agg.apply(i32, f64, r.slot(k), s.xlate);
+      r.release(count);
+      total += count;
+    }
+    agg.advance();
+    if (total > 0) opts.onApplied?.(total);
+    return total;
+  }
+
+  function loop(): void {
+    if (stopped) return;
+    let n = 0;
+    try {
+      n = drain();
+    } catch (err) {
+      opts.onError?.(`aggregator: ${(err as Error).stack ?? err}`);
+    }
+    timer = setTimeout(loop, n > 0 ? 0 : 2);
+  }
+  loop();
+
+  return {
+    notify() {
+      Atomics.add(ctl, 0, 1);
+      Atomics.notify(ctl, 0);
+    },
+    neededFrom(p) {
+      return Math.min(agg.applied.get(p) ?? 0, needed.get(p) ?? 0);
+    },
+    stats() {
+      const acc = { processed: 0, duplicates: 0, invalid: 0 };
+      for (const s of slots) {
+        acc.processed += s.progress.processed;
+        acc.duplicates += s.progress.duplicates;
+        acc.invalid += s.progress.invalid;
+      }
+      return { ...acc, ringUsed: slots.map((s) => (s.ring.available(s.ring.capacity))) };
+    },
+    async stop() {
+      const acks = slots.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const prev = s.worker.onmessage;
+            s.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+              if (ev.data.type === "stopped") resolve();
+              else prev?.call(s.worker, ev);
+            };
+          }),
+      );
+      for (const s of slots) s.worker.postMessage({ type: "stop" });
+      // keep draining so a worker blocked on a full ring can finish
+      const drainer = setInterval(() => drain(), 1);
+      await Promise.race([Promise.all(acks), new Promise((r) => setTimeout(r, 5000))]);
+      clearInterval(drainer);
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      drain();
+      for (const s of slots) s.worker.terminate();
+    },
+  };
+}

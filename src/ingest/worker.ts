@@ -1,0 +1,301 @@
+// Ingest worker (one of a fixed pool): reads its partitions of the log, decodes and validates each
+// record, drops duplicates by eventId, interns strings and writes fixed-size records into its ring.
+
+import { validateEvent } from "./event.ts";
+import { createDeduper, type Deduper } from "./dedupe.ts";
+import { openLogReader, type LocalLogReader } from "./local-log.ts";
+import { ringProducer, type RingProducer } from "./ring-buffer.ts";
+import type { FromWorker, ToWorker, WorkerInit } from "./worker-protocol.ts";
+import {
+  DICT_MAX_BYTES,
+  FLAG_END,
+  K_DUPLICATE,
+  K_ITEM,
+  K_SKIP,
+  W_CATEGORY,
+  W_KIND,
+  W_LOAD_US,
+  W_OFFSET,
+  W_PARTITION,
+  W_PRICE,
+  W_PRODUCT,
+  W_QTY,
+  W_SESSION_HI,
+  W_SESSION_LO,
+  W_SOURCE,
+  W_TIME,
+  W_USER_HI,
+  W_USER_LO,
+  HLL_SEED_HI,
+  HLL_SEED_LO,
+} from "../window/index.ts";
+import { TYPE_CODE, type ShopEvent } from "./event-types.ts";
+
+declare const self: Worker;
+
+// every producer hashes with the sketch's seeds, so sketches of all partitions merge
+const SEED_LO = HLL_SEED_LO;
+const SEED_HI = HLL_SEED_HI;
+const READ_BATCH = 4096;
+const FLUSH_EVERY_MS = 1000;
+
+function post(m: FromWorker): void {
+  self.postMessage(m);
+}
+
+function run(init: WorkerInit): { stop(): Promise<void> } {
+  const log: LocalLogReader = openLogReader(init.dataDir);
+  const dedupe: Deduper = createDeduper({ dir: init.dataDir, horizonMs: init.dedupeHorizonMs });
+  const ring: RingProducer = ringProducer(init.ring);
+  const dict: RingProducer = ringProducer(init.dictRing);
+  const dictBytes = new Uint8Array(dict.i32.buffer, dict.i32.byteOffset, dict.i32.byteLength);
+  const control = new Int32Array(init.control);
+  const encoder = new TextEncoder();
+  const localIds = new Map<string, number>();
+  const next = new Map<number, number>();
+  const ctx = { now: Date.now(), maxAgeMs: init.maxAgeMs, currency: init.currency };
+  let pendingDict = 0;
+  let pending = 0; // records written, not yet published
+  let complete = 0; // of those, records up to the last finished event (the only ones ever published)
+  let stopping = false;
+  let processed = 0;
+  let duplicates = 0;
+  let invalid = 0;
+  let dlq: Array<{ partition: number; offset: number; value: string; reason: string }> = [];
+
+  const extract = (value: string) => {
+    try {
+      const v = validateEvent(JSON.parse(value), ctx);
+      return v.ok ? { eventId: v.event.eventId, time: v.event.time } : null;
+    } catch {
+      return null;
+    }
+  };
+  for (const { partition, from } of init.partitions) {
+    next.set(partition, from);
+    dedupe.restore(
+      partition,
+      from,
+      function* (lo: number, hi: number) {
+        let at = Math.max(lo, log.startOffset(partition));
+        while (at < hi) {
+          const slices = log.read(partition, at, Math.min(READ_BATCH, hi - at));
+          if (slices.length === 0) return;
+          for (const s of slices) {
+            const lines = s.payload.split("\n");
+            for (let i = s.skip; i < s.skip + s.count && at < hi; i++, at++) yield { offset: s.baseOffset + i, value: lines[i] };
+          }
+        }
+      },
+      extract,
+    );
+  }
+
+  function publishAll(): void {
+    if (pendingDict > 0) {
+      dict.publish(pendingDict);
+      pendingDict = 0;
+    }
+    if (complete > 0) {
+      ring.publish(complete);
+      pending -= complete;
+      complete = 0;
+    }
+  }
+
+  /** next free record slot, flushing and waiting for the aggregator when the ring is full */
+  function slot(): number {
+    if (ring.free(pending + 1) < pending + 1) {
+      // a checkpoint must never see half an event, so only finished events are published
+      publishAll();
+      while (ring.free(pending + 1) < pending + 1) ring.waitForSpace(pending + 1, 50);
+    }
+    const base = ring.slot(pending);
+    pending++;
+    return base;
+  }
+
+  function intern(s: string | undefined): number {
+    if (s === undefined) return -1;
+    let id = localIds.get(s);
+    if (id !== undefined) return id;
+    id = localIds.size;
+    const bytes = encoder.encode(s);
+    if (bytes.length > DICT_MAX_BYTES) throw new Error("string too long to intern");
+    if (dict.free(pendingDict + 1) < pendingDict + 1) {
+      publishAll();
+      while (dict.free(1) < 1) dict.waitForSpace(1, 50);
+    }
+    const base = dict.slot(pendingDict);
+    dict.i32[base] = id;
+    dict.i32[base + 1] = bytes.length;
+    dictBytes.set(bytes, (base + 2) * 4);
+    pendingDict++;
+    localIds.set(s, id);
+    return id;
+  }
+
+  function header(base: number, kind: number, p: number, offset: number, t: number): void {
+    const i32 = ring.i32;
+    i32[base + W_KIND] = kind;
+    i32[base + W_PARTITION] = p;
+    ring.f64[(base + W_OFFSET) >> 1] = offset;
+    ring.f64[(base + W_TIME) >> 1] = t;
+  }
+
+  function emit(e: ShopEvent, p: number, offset: number): void {
+    // strings first: their dictionary records are published before the records that use them
+    const product = intern(e.productId);
+    const category = intern(e.category);
+    const source = intern(e.utmSource);
+    const items = e.items;
+    const itemIds = items ? items.map((it) => [intern(it.productId), intern(it.category)]) : null;
+    const kind = TYPE_CODE[e.type];
+    const base = slot();
+    const i32 = ring.i32;
+    header(base, items && items.length > 0 ? kind : kind | FLAG_END, p, offset, e.time);
+    const u = e.userId ?? "";
+    const s = e.sessionId ?? "";
+    i32[base + W_USER_LO] = Bun.hash.murmur32v3(u, SEED_LO);
+    i32[base + W_USER_HI] = Bun.hash.murmur32v3(u, SEED_HI);
+    i32[base + W_SESSION_LO] = Bun.hash.murmur32v3(s, SEED_LO);
+    i32[base + W_SESSION_HI] = Bun.hash.murmur32v3(s, SEED_HI);
+    i32[base + W_PRODUCT] = product;
+    i32[base + W_CATEGORY] = category;
+    i32[base + W_SOURCE] = source;
+    i32[base + W_PRICE] = e.priceCents ?? 0;
+    i32[base + W_QTY] = e.type === "inventory_update" ? (e.stock ?? 0) : (e.quantity ?? 1);
+    i32[base + W_LOAD_US] = e.loadTimeMs === undefined ? -1 : Math.round(e.loadTimeMs * 1000);
+    if (items && itemIds) {
+      for (let k = 0; k < items.length; k++) {
+        const b = slot();
+        header(b, k === items.length - 1 ? K_ITEM | FLAG_END : K_ITEM, p, offset, e.time);
+        ring.i32[b + W_PRODUCT] = itemIds[k][0];
+        ring.i32[b + W_CATEGORY] = itemIds[k][1];
+        ring.i32[b + W_PRICE] = items[k].priceCents;
+        ring.i32[b + W_QTY] = items[k].quantity;
+      }
+    }
+    complete = pending;
+  }
+
+  function marker(kind: number, p: number, offset: number, t: number): void {
+    header(slot(), kind | FLAG_END, p, offset, t);
+    complete = pending;
+  }
+
+  function processRecord(p: number, offset: number, line: string): void {
+    processed++;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch (err) {
+      return reject(p, offset, line, `malformed JSON: ${(err as Error).message}`);
+    }
+    const v = validateEvent(raw, ctx);
+    if (!v.ok) return reject(p, offset, line, v.reason);
+    if (dedupe.check(p, v.event.eventId, offset, v.event.time)) {
+      duplicates++;
+      return marker(K_DUPLICATE, p, offset, v.event.time);
+    }
+    try {
+      emit(v.event, p, offset);
+    } catch (err) {
+      reject(p, offset, line, `cannot process: ${(err as Error).message}`);
+    }
+  }
+
+  function reject(p: number, offset: number, value: string, reason: string): void {
+    invalid++;
+    dlq.push({ partition: p, offset, value: value.length > 65536 ? value.slice(0, 65536) : value, reason });
+    marker(K_SKIP, p, offset, 0);
+  }
+
+  /** one pass over every owned partition; returns records handled */
+  function pass(): number {
+    ctx.now = Date.now();
+    let n = 0;
+    for (const [p, from] of next) {
+      let at = from;
+      const slices = log.read(p, at, READ_BATCH);
+      for (const s of slices) {
+        const lines = s.payload.split("\n");
+        for (let i = s.skip; i < s.skip + s.count; i++) {
+          processRecord(p, s.baseOffset + i, lines[i]);
+          at = s.baseOffset + i + 1;
+          n++;
+        }
+      }
+      next.set(p, at);
+    }
+    publishAll();
+    if (dlq.length > 0) {
+      post({ type: "dlq", rows: dlq });
+      dlq = [];
+    }
+    return n;
+  }
+
+  let lastFlush = Date.now();
+  function flushDedupe(): void {
+    for (const p of next.keys()) dedupe.flush(p);
+    lastFlush = Date.now();
+    post({
+      type: "progress",
+      workerIndex: init.workerIndex,
+      neededFrom: [...next.keys()].map((p) => [p, dedupe.neededFrom(p)]),
+      processed,
+      duplicates,
+      invalid,
+    });
+  }
+
+  const done = (async () => {
+    while (!stopping) {
+      const seq = Atomics.load(control, 0);
+      let n: number;
+      try {
+        n = pass();
+      } catch (err) {
+        post({ type: "error", workerIndex: init.workerIndex, message: (err as Error).message });
+        n = 0;
+      }
+      if (Date.now() - lastFlush >= FLUSH_EVERY_MS) flushDedupe();
+      if (n === 0) {
+        const w = Atomics.waitAsync(control, 0, seq, 100);
+        if (w.async) await w.value;
+        else await new Promise((r) => setTimeout(r, 0));
+      } else if (n < READ_BATCH) {
+        await new Promise((r) => setTimeout(r, 0)); // let control messages in between busy passes
+      }
+    }
+    flushDedupe();
+  })();
+
+  post({ type: "ready", workerIndex: init.workerIndex });
+  return {
+    async stop() {
+      stopping = true;
+      Atomics.add(control, 0, 0);
+      Atomics.notify(control, 0);
+      await done;
+      dedupe.close();
+      log.close();
+    },
+  };
+}
+
+let running: { stop(): Promise<void> } | null = null;
+self.onmessage = async (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  if (m.type === "init") {
+    try {
+      running = run(m);
+    } catch (err) {
+      post({ type: "error", workerIndex: m.workerIndex, message: (err as Error).message });
+    }
+  } else if (m.type === "stop") {
+    await running?.stop();
+    post({ type: "stopped", workerIndex: -1 });
+  }
+};

@@ -1,0 +1,138 @@
+#!/usr/bin/env bun
+// rtae command line: `serve | produce | migrate | version`. Configuration comes from flags and
+// RTAE_* variables (src/config.ts); this file only wires the commands together.
+
+import pkg from "../package.json" with { type: "json" };
+import { ConfigError, describeConfig, parseCli, usage, type Config } from "./config.ts";
+import { startEngine } from "./engine.ts";
+import { runProducer, startRealtime } from "./generator/index.ts";
+import { openLogWriter } from "./ingest/index.ts";
+import { logger, setLogLevel } from "./log.ts";
+import { createApp } from "./server/app.ts";
+import { openSqliteHistory } from "./store/index.ts";
+
+const log = logger("Main");
+
+async function serve(config: Config): Promise<void> {
+  const engine = await startEngine(config);
+  const app = createApp(engine);
+  const server = Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    maxRequestBodySize: config.maxBodyBytes + 1,
+    fetch: (req) => app.handle(req),
+    error: () => new Response(JSON.stringify({ error: { code: "internal", message: "internal error" } }), { status: 500 }),
+  });
+  log.info("rtae serving", { url: `http://${config.host}:${server.port}`, config: describeConfig(config) });
+
+  let demo: { stop(): void } | null = null;
+  if (config.demoRate > 0) {
+    const enc = new TextEncoder();
+    demo = startRealtime({
+      seed: config.seed,
+      rate: config.demoRate,
+      products: config.traffic.products,
+      users: config.traffic.users,
+      bursts: config.traffic.bursts,
+      diurnal: config.traffic.diurnal,
+      currency: config.currency,
+      sink: async (batch) => {
+        if (batch.length === 0) return;
+        const r = await engine.door.ingest(enc.encode(JSON.stringify(batch)), "application/json");
+        if (r.status !== 202) log.warn("demo batch refused", { status: r.status, body: r.body });
+      },
+      onError: (err) => log.warn("demo traffic error", { message: String(err) }),
+    });
+    log.info("demo traffic on", { eventsPerSecond: config.demoRate });
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    demo?.stop();
+    server.stop(true);
+    const bound = setTimeout(() => {
+      log.error("shutdown took too long; exiting");
+      process.exit(1);
+    }, 20_000);
+    await engine.stop();
+    clearTimeout(bound);
+    log.info("stopped cleanly");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+async function produce(config: Config): Promise<void> {
+  const p = config.produce;
+  const ac = new AbortController();
+  process.on("SIGINT", () => ac.abort());
+  process.on("SIGTERM", () => ac.abort());
+  const target =
+    p.target === "-"
+      ? { write: (chunk: string) => new Promise<void>((r) => (process.stdout.write(chunk) ? r() : process.stdout.once("drain", () => r()))) }
+      : {
+          url: `${p.target}/api/events`,
+          headers: p.ingestKey ? { authorization: `Bearer ${p.ingestKey}` } : undefined,
+        };
+  const totals = await runProducer({
+    seed: config.seed,
+    rate: p.rate,
+    count: p.count ?? undefined,
+    durationMs: p.durationMs ?? undefined,
+    batchSize: p.batchSize,
+    products: config.traffic.products,
+    users: config.traffic.users,
+    bursts: config.traffic.bursts,
+    diurnal: config.traffic.diurnal,
+    currency: config.currency,
+    target,
+    signal: ac.signal,
+  });
+  log.info("produce finished", { ...totals });
+}
+
+async function migrate(config: Config): Promise<void> {
+  // embedded stores create their schema on open; Cassandra migrations arrive with distributed mode
+  openLogWriter(config.dataDir, config.partitions).close();
+  await (await openSqliteHistory(config.dataDir)).close();
+  log.info("migrated", { dataDir: config.dataDir });
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseCli(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`rtae: ${err.message}\nRun 'rtae --help' for the options.\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const { command, config, warnings } = parsed;
+  setLogLevel(config.logLevel);
+  for (const w of warnings) log.warn(w);
+  switch (command) {
+    case "help":
+      process.stdout.write(usage() + "\n");
+      return;
+    case "version":
+      process.stdout.write(`rtae ${pkg.version} (bun ${Bun.version})\n`);
+      return;
+    case "migrate":
+      return migrate(config);
+    case "produce":
+      return produce(config);
+    case "serve":
+      return serve(config);
+  }
+}
+
+main().catch((err) => {
+  log.error("fatal", { message: (err as Error).message });
+  process.exit(1);
+});

@@ -1,0 +1,4 @@
+// Public surface of the stores: contracts plus the embedded implementations.
+export * from "./types.ts";
+export { openSqliteHistory } from "./sqlite-history.ts";
+export { createMemoryHotCache } from "./memory-hot-cache.ts";

@@ -1,0 +1,670 @@
+// The window aggregator: applies ring records to event-time 1 s panes per partition, fires and purges
+// them by watermark (fire and purge are separate decisions), rolls purged panes into 1 m and 1 h
+// windows, tracks sessions, funnel, campaigns and inventory, and hands durable state to checkpoints.
+
+import type { Dictionary } from "./dictionary.ts";
+import { createDictionary } from "./dictionary.ts";
+import {
+  C_DUPLICATES,
+  C_LATE_DROPPED,
+  C_LATE_MERGED,
+  C_ORDERS,
+  C_REVENUE,
+  C_TOTAL,
+  C_UNITS,
+  DIRECT,
+  F_ABANDON,
+  F_CART,
+  F_CHECKOUT,
+  F_PURCHASE,
+  F_SESSIONS,
+  F_VIEW,
+  G_ORDERS,
+  G_REVENUE,
+  G_SESSIONS,
+  P_CARTS,
+  P_REVENUE,
+  P_UNITS,
+  P_VIEWS,
+  campaignsOf,
+  createPane,
+  loadOf,
+  mergePane,
+  packPane,
+  productsOf,
+  sessionsOf,
+  unpackPane,
+  usersOf,
+  type Pane,
+} from "./pane.ts";
+import {
+  FLAG_END,
+  KIND_MASK,
+  K_ADD_TO_CART,
+  K_CHECKOUT,
+  K_DUPLICATE,
+  K_INVENTORY,
+  K_ITEM,
+  K_PAGE_VIEW,
+  K_PRODUCT_VIEW,
+  K_PURCHASE,
+  K_REMOVE_FROM_CART,
+  K_SKIP,
+  W_CATEGORY,
+  W_KIND,
+  W_LOAD_US,
+  W_OFFSET,
+  W_PARTITION,
+  W_PRICE,
+  W_PRODUCT,
+  W_QTY,
+  W_SESSION_HI,
+  W_SESSION_LO,
+  W_SOURCE,
+  W_TIME,
+  W_USER_HI,
+  W_USER_LO,
+} from "./record.ts";
+import {
+  STEP_CART,
+  STEP_CHECKOUT,
+  STEP_PURCHASE,
+  STEP_VIEW,
+  createSessionTable,
+  sessionKey,
+  type SessionTable,
+} from "./sessions.ts";
+import { createWatermark, type Watermark } from "./watermark.ts";
+
+export const SEC = 1000;
+export const MIN = 60_000;
+export const HOUR = 3_600_000;
+export type Res = typeof SEC | typeof MIN | typeof HOUR;
+
+const TYPE_NAMES = [
+  "page_view",
+  "product_view",
+  "add_to_cart",
+  "remove_from_cart",
+  "checkout",
+  "purchase",
+  "inventory_update",
+];
+
+/** Window lifecycle in memory: LIVE 1 s panes take events; PARTIAL rollups collect purged children;
+ * FLUSHING windows wait for the checkpoint that writes them to the history store. */
+export const LIVE = 0;
+export const PARTIAL = 1;
+export const FLUSHING = 2;
+
+export interface MemWindow {
+  res: Res;
+  start: number;
+  partition: number;
+  state: number;
+  pane: Pane;
+}
+
+export interface AggregatorOptions {
+  partitions: number;
+  outOfOrdernessMs: number;
+  allowedLatenessMs: number;
+  sessionGapMs: number;
+  idleTimeoutMs: number;
+  /** processing-time clock (injectable for tests) */
+  clock?: () => number;
+}
+
+export interface LateEvent {
+  partition: number;
+  offset: number;
+  time: number;
+  type: string;
+  reason: string;
+}
+
+export interface InventoryEntry {
+  product: number;
+  partition: number;
+  stock: number;
+  time: number;
+}
+
+/** What one checkpoint must persist; produced synchronously, committed asynchronously. */
+export interface CheckpointCapture {
+  flushed: MemWindow[];
+  corrections: MemWindow[];
+  open: Array<{ res: Res; start: number; partition: number; value: Uint8Array | null }>;
+  sessions: Array<{
+    partition: number;
+    key: number;
+    start: number;
+    last: number;
+    bits: number;
+    source: string | null;
+    sourceTime: number;
+  }>;
+  deletedSessions: Array<{ partition: number; key: number }>;
+  inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
+  late: LateEvent[];
+  offsets: Map<number, number>;
+  meta: string;
+}
+
+const wkey = (start: number, p: number) => start * 1024 + p;
+const floorTo = (t: number, res: number) => Math.floor(t / res) * res;
+
+export interface Aggregator {
+  readonly dict: Dictionary;
+  readonly watermark: Watermark;
+  readonly sessions: SessionTable;
+  readonly opts: Required<AggregatorOptions>;
+  /** apply one ring record; `xlate` maps the producing worker's string ids to dictionary ids */
+  apply(i32: Int32Array, f64: Float64Array, base: number, xlate: Int32Array): void;
+  /** advance the watermark and fire/purge windows and sessions; returns true when anything fired or purged */
+  advance(): boolean;
+  /** next offset to consume per partition (events fully applied) */
+  readonly applied: Map<number, number>;
+  /** monotonically increasing change counter (for live deltas) */
+  readonly version: number;
+  /** memory windows for queries */
+  memWindows(): Iterable<MemWindow>;
+  pendingCorrections(): Iterable<MemWindow>;
+  inventory(): Iterable<InventoryEntry>;
+  capture(): CheckpointCapture;
+  /** after the capture's commit is durable */
+  committed(c: CheckpointCapture): void;
+  /** after a failed commit: keep the capture's windows for the next attempt */
+  failed(c: CheckpointCapture): void;
+  restore(cp: {
+    offsets: Map<number, number>;
+    openWindows: Array<{ res: number; start: number; partition: number; value: Uint8Array }>;
+    sessions: Array<{
+      partition: number;
+      key: number;
+      start: number;
+      last: number;
+      bits: number;
+      source: string | null;
+      sourceTime: number;
+    }>;
+    inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
+    meta: string | null;
+  }): void;
+  stats(): { livePanes: number; partials: number; flushing: number; sessions: number; corrections: number };
+}
+
+export function createAggregator(options: AggregatorOptions): Aggregator {
+  const opts: Required<AggregatorOptions> = { ...options, clock: options.clock ?? (() => Date.now()) };
+  const dict = createDictionary();
+  const wm = createWatermark({
+    partitions: opts.partitions,
+    outOfOrdernessMs: opts.outOfOrdernessMs,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    clock: opts.clock,
+  });
+  const sessions = createSessionTable();
+  const lateness = opts.allowedLatenessMs;
+  const gap = opts.sessionGapMs;
+
+  // memory windows by resolution: key = start * 1024 + partition
+  const live = new Map<number, MemWindow>(); // 1 s, LIVE or FLUSHING
+  const mins = new Map<number, MemWindow>(); // 1 m, PARTIAL or FLUSHING
+  const hours = new Map<number, MemWindow>(); // 1 h, PARTIAL or FLUSHING
+  const byRes = (res: number) => (res === SEC ? live : res === MIN ? mins : hours);
+  let flushQueue: MemWindow[] = [];
+  // deltas for windows that already left memory: merged into stored rows at the next checkpoint
+  const corrections = new Map<string, MemWindow>();
+  let inflight: MemWindow[] = [];
+  const openDeleted: Array<{ res: Res; start: number; partition: number }> = [];
+  let late: LateEvent[] = [];
+  const applied = new Map<number, number>();
+  let version = 0;
+
+  // inventory: latest stock per product by event time
+  const inv = new Map<number, InventoryEntry>();
+  const invDirty = new Set<number>();
+
+  // per-record scratch (no allocation per event)
+  let lastKey = -1;
+  let lastWin: MemWindow | null = null;
+  let curDropped = false;
+  let curSource = DIRECT;
+  let curSessionPane: Pane | null = null;
+
+  function liveWindow(p: number, t: number): MemWindow | null {
+    const start = floorTo(t, SEC);
+    const k = wkey(start, p);
+    if (k === lastKey && lastWin !== null && lastWin.state === LIVE) return lastWin;
+    let w = live.get(k);
+    if (w === undefined) {
+      if (start + SEC + lateness <= wm.value) return null; // purged: too late for a live pane
+      w = { res: SEC, start, partition: p, state: LIVE, pane: createPane() };
+      live.set(k, w);
+    } else if (w.state !== LIVE) return null;
+    lastKey = k;
+    lastWin = w;
+    return w;
+  }
+
+  /** A pane to add a delta for (partition p, time t) at every resolution that already absorbed it. */
+  function forEachTarget(p: number, t: number, fn: (pane: Pane) => void): void {
+    const w1 = liveWindow(p, t);
+    if (w1) {
+      fn(w1.pane);
+      w1.pane.dirty = true;
+      return; // rollups receive it when the pane is purged
+    }
+    for (const res of [SEC, MIN, HOUR] as const) {
+      const start = floorTo(t, res);
+      const mem = byRes(res).get(wkey(start, p));
+      if (mem) {
+        fn(mem.pane);
+        mem.pane.dirty = true;
+        if (mem.state === PARTIAL || mem.state === LIVE) return; // the next level gets it by merging later
+      } else {
+        const ck = `${res}:${start}:${p}`;
+        let c = corrections.get(ck);
+        if (!c) corrections.set(ck, (c = { res, start, partition: p, state: FLUSHING, pane: createPane() }));
+        fn(c.pane);
+      }
+    }
+  }
+
+  function funnelDelta(pane: Pane, bits: number, sign: number): void {
+    const f = pane.funnel;
+    f[F_SESSIONS] += sign;
+    if (bits & STEP_VIEW) f[F_VIEW] += sign;
+    if (bits & STEP_CART) f[F_CART] += sign;
+    if (bits & STEP_CHECKOUT) f[F_CHECKOUT] += sign;
+    if (bits & STEP_PURCHASE) f[F_PURCHASE] += sign;
+    if (bits & STEP_CART && !(bits & STEP_PURCHASE)) f[F_ABANDON] += sign;
+  }
+
+  // session-level contributions (funnel + campaign sessions) live in the pane of the session start
+  function addSession(slot: number, sign: number): void {
+    const bits = sessions.bits[slot];
+    const src = sessions.source[slot];
+    forEachTarget(sessions.partition[slot], sessions.start[slot], (pane) => {
+      funnelDelta(pane, bits, sign);
+      const g = campaignsOf(pane);
+      g.data[g.row(src) + G_SESSIONS] += sign;
+    });
+  }
+  function changeBits(slot: number, newBits: number): void {
+    const oldBits = sessions.bits[slot];
+    forEachTarget(sessions.partition[slot], sessions.start[slot], (pane) => {
+      funnelDelta(pane, oldBits, -1);
+      funnelDelta(pane, newBits, 1);
+    });
+    sessions.bits[slot] = newBits;
+  }
+
+  const STEP_OF = [0, STEP_VIEW, STEP_CART, 0, STEP_CHECKOUT, STEP_PURCHASE, 0];
+
+  function touchSession(p: number, kind: number, t: number, lo: number, hi: number, src: number): number {
+    const k = sessionKey(lo, hi);
+    let slot = sessions.slotOf(k);
+    if (slot >= 0 && t > sessions.last[slot] + gap) {
+      // the old session ended with this gap; its contributions stay where they are
+      slot = -1;
+    }
+    if (slot < 0) {
+      slot = sessions.open(k, p, t);
+      if (src >= 0) {
+        sessions.source[slot] = src;
+        sessions.sourceTime[slot] = t;
+      }
+      sessions.bits[slot] = STEP_OF[kind];
+      addSession(slot, 1);
+      return slot;
+    }
+    let changed = false;
+    if (t < sessions.start[slot]) {
+      // an earlier event arrived late: the session moves to the window of its new first event
+      addSession(slot, -1);
+      sessions.start[slot] = t;
+      addSession(slot, 1);
+      changed = true;
+    }
+    if (src >= 0 && t < sessions.sourceTime[slot] && sessions.source[slot] !== src) {
+      addSession(slot, -1);
+      sessions.source[slot] = src;
+      sessions.sourceTime[slot] = t;
+      addSession(slot, 1);
+      changed = true;
+    } else if (src >= 0 && t < sessions.sourceTime[slot]) {
+      sessions.sourceTime[slot] = t;
+      changed = true;
+    }
+    const step = STEP_OF[kind];
+    if (step && !(sessions.bits[slot] & step)) {
+      changeBits(slot, sessions.bits[slot] | step);
+      changed = true;
+    }
+    if (t > sessions.last[slot]) {
+      sessions.last[slot] = t;
+      changed = true;
+    }
+    if (changed) sessions.touched(slot);
+    return slot;
+  }
+
+  function dropLate(p: number, offset: number, t: number, kind: number): void {
+    forEachTarget(p, t, (pane) => {
+      pane.core[C_LATE_DROPPED] += 1;
+    });
+    late.push({
+      partition: p,
+      offset,
+      time: t,
+      type: TYPE_NAMES[kind] ?? "unknown",
+      reason:
+        `event time ${new Date(t).toISOString()} is behind the watermark ${new Date(wm.value).toISOString()} ` +
+        `by more than the allowed lateness (${lateness} ms): its window is already final`,
+    });
+  }
+
+  function apply(i32: Int32Array, f64: Float64Array, base: number, xlate: Int32Array): void {
+    const word0 = i32[base + W_KIND];
+    const kind = word0 & KIND_MASK;
+    const p = i32[base + W_PARTITION];
+    const t = f64[(base + W_TIME) >> 1];
+    const offset = f64[(base + W_OFFSET) >> 1];
+    version++;
+
+    if (kind === K_ITEM) {
+      if (!curDropped) {
+        const w = liveWindow(p, t);
+        if (w) {
+          const qty = i32[base + W_QTY];
+          const cents = i32[base + W_PRICE] * qty;
+          const pane = w.pane;
+          pane.core[C_REVENUE] += cents;
+          pane.core[C_UNITS] += qty;
+          const prod = xlate[i32[base + W_PRODUCT]];
+          const tab = productsOf(pane);
+          const r = tab.row(prod);
+          tab.data[r + P_UNITS] += qty;
+          tab.data[r + P_REVENUE] += cents;
+          if (curSessionPane) {
+            // revenue attributed to the session's first-touch source, in the purchase's window
+            const g = campaignsOf(curSessionPane);
+            g.data[g.row(curSource) + G_REVENUE] += cents;
+          }
+          pane.dirty = true;
+        }
+      }
+    } else if (kind === K_SKIP) {
+      // dead-lettered upstream: only the offset moves
+    } else if (kind === K_DUPLICATE) {
+      forEachTarget(p, t, (pane) => {
+        pane.core[C_DUPLICATES] += 1;
+      });
+    } else {
+      wm.observe(p, t);
+      const w = liveWindow(p, t);
+      if (w === null) {
+        curDropped = true;
+        dropLate(p, offset, t, kind);
+      } else {
+        curDropped = false;
+        const pane = w.pane;
+        pane.dirty = true;
+        const core = pane.core;
+        core[kind] += 1;
+        core[C_TOTAL] += 1;
+        if (t < wm.value) core[C_LATE_MERGED] += 1;
+        if (kind !== K_INVENTORY) {
+          usersOf(pane).add(i32[base + W_USER_LO] >>> 0, i32[base + W_USER_HI] >>> 0);
+          sessionsOf(pane).add(i32[base + W_SESSION_LO] >>> 0, i32[base + W_SESSION_HI] >>> 0);
+          const srcLocal = i32[base + W_SOURCE];
+          const src = srcLocal >= 0 ? xlate[srcLocal] : -1;
+          const slot = touchSession(p, kind, t, i32[base + W_SESSION_LO], i32[base + W_SESSION_HI], src);
+          switch (kind) {
+            case K_PAGE_VIEW: {
+              const us = i32[base + W_LOAD_US];
+              if (us >= 0) loadOf(pane).add(us / 1000);
+              break;
+            }
+            case K_PRODUCT_VIEW: {
+              const tab = productsOf(pane);
+              tab.data[tab.row(xlate[i32[base + W_PRODUCT]]) + P_VIEWS] += 1;
+              break;
+            }
+            case K_ADD_TO_CART: {
+              const tab = productsOf(pane);
+              tab.data[tab.row(xlate[i32[base + W_PRODUCT]]) + P_CARTS] += 1;
+              break;
+            }
+            case K_REMOVE_FROM_CART:
+            case K_CHECKOUT:
+              break;
+            case K_PURCHASE: {
+              core[C_ORDERS] += 1;
+              curSource = sessions.source[slot];
+              curSessionPane = pane;
+              const g = campaignsOf(pane);
+              g.data[g.row(curSource) + G_ORDERS] += 1;
+              break;
+            }
+          }
+        } else {
+          const prod = xlate[i32[base + W_PRODUCT]];
+          const e = inv.get(prod);
+          if (e === undefined) {
+            inv.set(prod, { product: prod, partition: p, stock: i32[base + W_QTY], time: t });
+            invDirty.add(prod);
+          } else if (t >= e.time) {
+            e.stock = i32[base + W_QTY];
+            e.time = t;
+            e.partition = p;
+            invDirty.add(prod);
+          }
+        }
+        void W_CATEGORY;
+      }
+    }
+    if (word0 & FLAG_END) {
+      applied.set(p, offset + 1);
+      curSessionPane = null;
+    }
+  }
+
+  function purgeTo(map: Map<number, MemWindow>, res: Res, wmv: number, into: Map<number, MemWindow> | null, intoRes: Res): boolean {
+    let any = false;
+    for (const [k, w] of map) {
+      if (w.state === FLUSHING || w.start + res + lateness > wmv) continue;
+      w.state = FLUSHING;
+      flushQueue.push(w);
+      openDeleted.push({ res, start: w.start, partition: w.partition });
+      if (into) {
+        const ps = floorTo(w.start, intoRes);
+        const pk = wkey(ps, w.partition);
+        let parent = into.get(pk);
+        if (!parent) {
+          parent = { res: intoRes, start: ps, partition: w.partition, state: PARTIAL, pane: createPane() };
+          into.set(pk, parent);
+        }
+        mergePane(parent.pane, w.pane);
+      }
+      if (k === lastKey) lastWin = null;
+      any = true;
+    }
+    return any;
+  }
+
+  let firedUpTo = -Infinity;
+
+  function advance(): boolean {
+    const before = wm.value;
+    const v = wm.advance();
+    let changed = v !== before;
+    // fire: windows whose end passed the watermark become complete (visible as final unless corrected)
+    if (v > firedUpTo) firedUpTo = v;
+    changed = purgeTo(live, SEC, v, mins, MIN) || changed;
+    changed = purgeTo(mins, MIN, v, hours, HOUR) || changed;
+    changed = purgeTo(hours, HOUR, v, null, HOUR) || changed;
+    sessions.closeBefore(v, gap, () => {});
+    if (changed) version++;
+    return changed;
+  }
+
+  function capture(): CheckpointCapture {
+    const flushed = flushQueue;
+    flushQueue = [];
+    const corr = [...corrections.values()];
+    corrections.clear();
+    inflight = corr;
+    const open: CheckpointCapture["open"] = [];
+    for (const d of openDeleted) open.push({ ...d, value: null });
+    openDeleted.length = 0;
+    for (const map of [live, mins, hours]) {
+      for (const w of map.values()) {
+        if (w.state === FLUSHING || !w.pane.dirty) continue;
+        w.pane.dirty = false;
+        open.push({ res: w.res, start: w.start, partition: w.partition, value: packPane(w.pane, dict) });
+      }
+    }
+    const sess: CheckpointCapture["sessions"] = [];
+    for (const slot of sessions.drainDirty()) {
+      const src = sessions.source[slot];
+      sess.push({
+        partition: sessions.partition[slot],
+        key: sessions.key[slot],
+        start: sessions.start[slot],
+        last: sessions.last[slot],
+        bits: sessions.bits[slot],
+        source: src >= 0 ? dict.str(src) : null,
+        sourceTime: Number.isFinite(sessions.sourceTime[slot]) ? sessions.sourceTime[slot] : 8.64e15,
+      });
+    }
+    const inventory: CheckpointCapture["inventory"] = [];
+    for (const prod of invDirty) {
+      const e = inv.get(prod)!;
+      inventory.push({ partition: e.partition, productId: dict.str(prod), stock: e.stock, time: e.time });
+    }
+    invDirty.clear();
+    const lateRows = late;
+    late = [];
+    return {
+      flushed,
+      corrections: corr,
+      open,
+      sessions: sess,
+      deletedSessions: sessions.drainClosed(),
+      inventory,
+      late: lateRows,
+      offsets: new Map(applied),
+      meta: JSON.stringify({ watermark: wm.snapshot(), version }),
+    };
+  }
+
+  function committed(c: CheckpointCapture): void {
+    for (const w of c.flushed) {
+      const map = byRes(w.res);
+      const k = wkey(w.start, w.partition);
+      if (map.get(k) === w) map.delete(k);
+    }
+    inflight = [];
+  }
+
+  function failed(c: CheckpointCapture): void {
+    // everything goes back so the next checkpoint retries it; dirty flags are re-raised
+    flushQueue = c.flushed.concat(flushQueue);
+    for (const w of c.corrections) {
+      const ck = `${w.res}:${w.start}:${w.partition}`;
+      const cur = corrections.get(ck);
+      if (cur) mergePane(cur.pane, w.pane);
+      else corrections.set(ck, w);
+    }
+    inflight = [];
+    for (const o of c.open) {
+      if (o.value === null) openDeleted.push({ res: o.res, start: o.start, partition: o.partition });
+      else {
+        const w = byRes(o.res).get(wkey(o.start, o.partition));
+        if (w) w.pane.dirty = true;
+      }
+    }
+    for (const s of c.sessions) {
+      const slot = sessions.slotOf(s.key);
+      if (slot >= 0) sessions.touched(slot);
+    }
+    for (const i of c.inventory) {
+      const id = dict.lookup(i.productId);
+      if (id >= 0) invDirty.add(id);
+    }
+    late = c.late.concat(late);
+  }
+
+  function restore(cp: Parameters<Aggregator["restore"]>[0]): void {
+    for (const [p, o] of cp.offsets) applied.set(p, o);
+    for (const row of cp.openWindows) {
+      const res = row.res as Res;
+      const w: MemWindow = {
+        res,
+        start: row.start,
+        partition: row.partition,
+        state: res === SEC ? LIVE : PARTIAL,
+        pane: unpackPane(row.value, dict),
+      };
+      byRes(res).set(wkey(row.start, row.partition), w);
+    }
+    for (const s of cp.sessions) {
+      const slot = sessions.open(s.key, s.partition, s.start);
+      sessions.last[slot] = s.last;
+      sessions.bits[slot] = s.bits;
+      sessions.source[slot] = s.source === null ? -1 : dict.intern(s.source);
+      sessions.sourceTime[slot] = s.sourceTime >= 8.64e15 ? Infinity : s.sourceTime;
+      sessions.touched(slot);
+    }
+    sessions.drainDirty();
+    for (const i of cp.inventory) {
+      const id = dict.intern(i.productId);
+      inv.set(id, { product: id, partition: i.partition, stock: i.stock, time: i.time });
+    }
+    if (cp.meta) {
+      const m = JSON.parse(cp.meta) as { watermark: { value: number; maxTime: number[] }; version: number };
+      wm.restore(m.watermark);
+      version = m.version ?? 0;
+    }
+  }
+
+  return {
+    dict,
+    watermark: wm,
+    sessions,
+    opts,
+    apply,
+    advance,
+    applied,
+    get version() {
+      return version;
+    },
+    *memWindows() {
+      yield* live.values();
+      yield* mins.values();
+      yield* hours.values();
+    },
+    *pendingCorrections() {
+      yield* corrections.values();
+      yield* inflight;
+    },
+    inventory() {
+      return inv.values();
+    },
+    capture,
+    committed,
+    failed,
+    restore,
+    stats() {
+      return {
+        livePanes: live.size,
+        partials: mins.size + hours.size,
+        flushing: flushQueue.length,
+        sessions: sessions.size,
+        corrections: corrections.size,
+      };
+    },
+  };
+}
