@@ -1,6 +1,7 @@
 // Main-thread side of the ingest workers: a fixed pool (never spawned per task), one ring and one
 // dictionary ring per worker, and the drain loop that feeds the window aggregator in place.
 
+import { createDeduper } from "./dedupe.ts";
 import { createRingBuffer, ringConsumer, type RingConsumer } from "./ring-buffer.ts";
 import type { FromWorker, WorkerInit } from "./worker-protocol.ts";
 import { DICT_RECORD_WORDS, RECORD_WORDS, type Aggregator } from "../window/index.ts";
@@ -41,6 +42,12 @@ interface Slot {
 
 const decoder = new TextDecoder();
 
+/** In the compiled binary the worker is an embedded entry point addressed by its source path. */
+function defaultWorkerUrl(): string | URL {
+  if (import.meta.url.includes("$bunfs")) return "/$bunfs/root/ingest/worker.ts"; // entries are rooted at src/
+  return new URL("./worker.ts", import.meta.url);
+}
+
 /** Start the pool; resolves once every worker has restored its dedupe state and is consuming. */
 export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPool> {
   const agg = opts.aggregator;
@@ -49,8 +56,10 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
   const needed = new Map<number, number>();
   const slots: Slot[] = [];
   const ready: Array<Promise<void>> = [];
-  const url = opts.workerUrl ?? new URL("./worker.ts", import.meta.url);
+  const url = opts.workerUrl ?? defaultWorkerUrl();
   const n = Math.max(1, Math.min(opts.workers, opts.partitions));
+  // create dedupe.db (schema, WAL mode) once here, so workers opening it together never race on setup
+  createDeduper({ dir: opts.dataDir, horizonMs: opts.dedupeHorizonMs }).close();
 
   for (let w = 0; w < n; w++) {
     const ringSab = createRingBuffer(opts.ringCapacity ?? 1 << 15, RECORD_WORDS);

@@ -26,6 +26,7 @@ import {
   P_REVENUE,
   P_UNITS,
   P_VIEWS,
+  addTo,
   campaignsOf,
   createPane,
   loadOf,
@@ -103,6 +104,8 @@ export interface MemWindow {
   partition: number;
   state: number;
   pane: Pane;
+  /** taken by a checkpoint that is being written: later deltas must go to corrections */
+  captured?: boolean;
 }
 
 export interface AggregatorOptions {
@@ -258,7 +261,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     for (const res of [SEC, MIN, HOUR] as const) {
       const start = floorTo(t, res);
       const mem = byRes(res).get(wkey(start, p));
-      if (mem) {
+      if (mem && !mem.captured) {
         fn(mem.pane);
         mem.pane.dirty = true;
         if (mem.state === PARTIAL || mem.state === LIVE) return; // the next level gets it by merging later
@@ -288,7 +291,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     forEachTarget(sessions.partition[slot], sessions.start[slot], (pane) => {
       funnelDelta(pane, bits, sign);
       const g = campaignsOf(pane);
-      g.data[g.row(src) + G_SESSIONS] += sign;
+      addTo(g, src, G_SESSIONS, sign);
     });
   }
   function changeBits(slot: number, newBits: number): void {
@@ -390,7 +393,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
           if (curSessionPane) {
             // revenue attributed to the session's first-touch source, in the purchase's window
             const g = campaignsOf(curSessionPane);
-            g.data[g.row(curSource) + G_REVENUE] += cents;
+            addTo(g, curSource, G_REVENUE, cents);
           }
           pane.dirty = true;
         }
@@ -429,12 +432,12 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
             }
             case K_PRODUCT_VIEW: {
               const tab = productsOf(pane);
-              tab.data[tab.row(xlate[i32[base + W_PRODUCT]]) + P_VIEWS] += 1;
+              addTo(tab, xlate[i32[base + W_PRODUCT]], P_VIEWS, 1);
               break;
             }
             case K_ADD_TO_CART: {
               const tab = productsOf(pane);
-              tab.data[tab.row(xlate[i32[base + W_PRODUCT]]) + P_CARTS] += 1;
+              addTo(tab, xlate[i32[base + W_PRODUCT]], P_CARTS, 1);
               break;
             }
             case K_REMOVE_FROM_CART:
@@ -445,7 +448,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
               curSource = sessions.source[slot];
               curSessionPane = pane;
               const g = campaignsOf(pane);
-              g.data[g.row(curSource) + G_ORDERS] += 1;
+              addTo(g, curSource, G_ORDERS, 1);
               break;
             }
           }
@@ -513,6 +516,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   function capture(): CheckpointCapture {
     const flushed = flushQueue;
     flushQueue = [];
+    for (const w of flushed) w.captured = true;
     const corr = [...corrections.values()];
     corrections.clear();
     inflight = corr;
@@ -571,6 +575,16 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
 
   function failed(c: CheckpointCapture): void {
     // everything goes back so the next checkpoint retries it; dirty flags are re-raised
+    for (const w of c.flushed) {
+      w.captured = false;
+      // deltas that arrived while the failed write was in flight belong to the window itself again
+      const ck = `${w.res}:${w.start}:${w.partition}`;
+      const pendingDelta = corrections.get(ck);
+      if (pendingDelta) {
+        mergePane(w.pane, pendingDelta.pane);
+        corrections.delete(ck);
+      }
+    }
     flushQueue = c.flushed.concat(flushQueue);
     for (const w of c.corrections) {
       const ck = `${w.res}:${w.start}:${w.partition}`;

@@ -73,6 +73,12 @@ export function createTable(stride: number, initialRows = 8): Table {
   return t;
 }
 
+/** t[id][col] += v. The row is resolved first: row() may grow (replace) t.data. */
+export function addTo(t: Table, id: number, col: number, v: number): void {
+  const r = t.row(id);
+  t.data[r + col] += v;
+}
+
 function mergeTable(into: Table, from: Table): void {
   for (const [id, r] of from.index) {
     const o = into.row(id);

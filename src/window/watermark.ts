@@ -20,7 +20,9 @@ export function createWatermark(opts: {
   clock: () => number;
 }): Watermark {
   const maxT = new Float64Array(opts.partitions).fill(-Infinity);
-  const seenAt = new Float64Array(opts.partitions).fill(-Infinity);
+  // a partition not heard from yet holds the watermark back until the idle timeout passes, so a
+  // worker that starts a little later does not find its first events already behind the watermark
+  const seenAt = new Float64Array(opts.partitions).fill(opts.clock());
   let value = -Infinity;
   return {
     observe(p, t) {
@@ -32,7 +34,6 @@ export function createWatermark(opts: {
       let minActive = Infinity;
       let maxAll = -Infinity;
       for (let p = 0; p < maxT.length; p++) {
-        if (maxT[p] === -Infinity) continue;
         if (maxT[p] > maxAll) maxAll = maxT[p];
         if (now - seenAt[p] < opts.idleTimeoutMs && maxT[p] < minActive) minActive = maxT[p];
       }

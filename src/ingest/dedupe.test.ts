@@ -1,0 +1,360 @@
+// Tests of exact eventId dedupe: horizon by partition clock, restore to an offset after restart, chunk pruning.
+
+import { afterAll, describe, expect, it } from "bun:test";
+import { Database } from "bun:sqlite";
+import { heapStats } from "bun:jsc";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createDeduper } from "./dedupe.ts";
+
+const root = mkdtempSync(join(tmpdir(), "rtae-dedupe-"));
+let dirCount = 0;
+const freshDir = (): string => join(root, `d${dirCount++}`);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const MIN = 60_000;
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface LogRecord {
+  offset: number;
+  value: string;
+}
+
+/** A partition's log: mostly new ids, some resent ones, some records that fail validation (dead-lettered). */
+function makeLog(partition: number, n: number, rnd: () => number, t0: number): LogRecord[] {
+  const out: LogRecord[] = [];
+  const ids: string[] = [];
+  for (let o = 0; o < n; o++) {
+    const r = rnd();
+    if (r < 0.08) {
+      out.push({ offset: o, value: "not json" });
+      continue;
+    }
+    let id: string;
+    if (r < 0.3 && ids.length > 0) id = ids[Math.floor(rnd() * ids.length)];
+    else {
+      id = `p${partition}-e${o}`;
+      ids.push(id);
+    }
+    out.push({ offset: o, value: JSON.stringify({ eventId: id, time: t0 + Math.floor(rnd() * MIN) }) });
+  }
+  return out;
+}
+
+function extract(value: string): { eventId: string; time: number } | null {
+  if (!value.startsWith("{")) return null;
+  return JSON.parse(value) as { eventId: string; time: number };
+}
+
+/** Ids recorded (first occurrences of valid records) below `upto`: computed with a plain Set, not the deduper. */
+function idsBefore(log: LogRecord[], upto: number): Set<string> {
+  const seen = new Set<string>();
+  for (const rec of log) {
+    if (rec.offset >= upto) break;
+    const ev = extract(rec.value);
+    if (ev !== null) seen.add(ev.eventId);
+  }
+  return seen;
+}
+
+function countChunks(dir: string, partition: number): Array<{ first_offset: number; end_offset: number }> {
+  const db = new Database(join(dir, "dedupe.db"), { readonly: true });
+  try {
+    return db
+      .query<{ first_offset: number; end_offset: number }, [number]>(
+        "SELECT first_offset, end_offset FROM chunks WHERE partition = ? ORDER BY first_offset",
+      )
+      .all(partition);
+  } finally {
+    db.close();
+  }
+}
+
+describe("dedupe", () => {
+  it("drops duplicates within the horizon and passes distinct ids", () => {
+    const d = createDeduper({ dir: freshDir(), horizonMs: 10 * MIN });
+    const rnd = mulberry32(7);
+    const first = new Set<string>();
+    let dups = 0;
+    for (let o = 0; o < 20_000; o++) {
+      const id = `e${Math.floor(rnd() * 8_000)}`;
+      const expectedDup = first.has(id);
+      first.add(id);
+      if (expectedDup) dups++;
+      expect(d.check(0, id, o, 1_000_000 + Math.floor(rnd() * 5 * MIN))).toBe(expectedDup);
+    }
+    expect(dups).toBeGreaterThan(0);
+    expect(d.size(0)).toBe(first.size);
+    d.close();
+  });
+
+  it("keeps the same id in two partitions independent", () => {
+    const d = createDeduper({ dir: freshDir(), horizonMs: 10 * MIN });
+    expect(d.check(0, "same", 0, 1000)).toBe(false);
+    expect(d.check(1, "same", 0, 1000)).toBe(false);
+    expect(d.check(0, "same", 1, 1000)).toBe(true);
+    expect(d.check(1, "same", 1, 1000)).toBe(true);
+    expect(d.check(2, "same", 0, 1000)).toBe(false);
+    expect([d.size(0), d.size(1), d.size(2), d.size()]).toEqual([1, 1, 1, 3]);
+    d.close();
+  });
+
+  it("forgets an id only after its partition's clock passes the horizon", () => {
+    const h = 1000;
+    const d = createDeduper({ dir: freshDir(), horizonMs: h });
+    expect(d.check(0, "a", 0, 0)).toBe(false);
+    expect(d.check(0, "x1", 1, 1000)).toBe(false); // clock 1000 = 0 + h: not passed yet
+    expect(d.check(0, "a", 2, 0)).toBe(true);
+    // Another partition's clock does not age partition 0.
+    expect(d.check(1, "far", 0, 1_000_000)).toBe(false);
+    expect(d.check(0, "a", 3, 0)).toBe(true);
+    // A duplicate carrying a later time does not move the clock, so "a" is still remembered.
+    expect(d.check(0, "x1", 4, 5000)).toBe(true);
+    expect(d.check(0, "a", 5, 0)).toBe(true);
+    expect(d.check(0, "x2", 6, 1001)).toBe(false); // clock 1001 > 1000: "a" may go
+    expect(d.size(0)).toBe(2);
+    expect(d.check(0, "a", 7, 0)).toBe(false); // recorded again, with seen = clock 1001
+    expect(d.check(0, "a", 8, 0)).toBe(true);
+    // A late event is remembered from the clock at insert, not its own older time.
+    expect(d.check(0, "late", 9, 100)).toBe(false);
+    expect(d.check(0, "x3", 10, 2001)).toBe(false);
+    expect(d.check(0, "late", 11, 100)).toBe(true); // seen 1001 + 1000 = 2001, not passed
+    expect(d.check(0, "x4", 12, 2002)).toBe(false);
+    expect(d.check(0, "late", 13, 100)).toBe(false);
+    d.close();
+  });
+
+  it("expires ids in bulk as the clock moves, keeping only those inside the horizon", () => {
+    const h = 10 * MIN;
+    const d = createDeduper({ dir: freshDir(), horizonMs: h });
+    const times: number[] = [];
+    for (let i = 0; i < 50_000; i++) {
+      const t = i * 100; // 10 events per second of event time
+      times.push(t);
+      d.check(3, `id${i}`, i, t);
+    }
+    const clock = times[times.length - 1];
+    const live = times.filter((t) => t + h >= clock).length;
+    expect(d.size(3)).toBe(live);
+    expect(d.check(3, `id${times.length - live}`, 50_000, clock)).toBe(true);
+    expect(d.check(3, `id${times.length - live - 1}`, 50_001, clock)).toBe(false);
+    d.close();
+  });
+
+  it("restores exactly the ids below the restore offset after a restart", () => {
+    const dir = freshDir();
+    const P = 4;
+    const N = 3000;
+    const rnd = mulberry32(99);
+    const logs = Array.from({ length: P }, (_, p) => makeLog(p, N, rnd, 1_700_000_000_000));
+    const live = createDeduper({ dir, horizonMs: 10 * MIN });
+    const liveDecisions: boolean[][] = Array.from({ length: P }, () => []);
+    const feed = (d: typeof live, p: number, from: number, to: number, decisions?: boolean[]): void => {
+      for (const rec of logs[p].slice(from, to)) {
+        const ev = extract(rec.value);
+        if (ev !== null) decisions?.push(d.check(p, ev.eventId, rec.offset, ev.time));
+      }
+    };
+    for (let p = 0; p < P; p++) live.restore(p, 0, () => [], extract);
+    // Partitions 0 and 1 are flushed twice, 2 once early, 3 never; then more records arrive that are not flushed.
+    for (let p = 0; p < P; p++) feed(live, p, 0, 1000, liveDecisions[p]);
+    for (const p of [0, 1, 2]) live.flush(p);
+    for (let p = 0; p < P; p++) feed(live, p, 1000, 2000, liveDecisions[p]);
+    for (const p of [0, 1]) live.flush(p);
+    for (let p = 0; p < P; p++) feed(live, p, 2000, N, liveDecisions[p]);
+    expect(live.neededFrom(0)).toBe(2000);
+    expect(live.neededFrom(2)).toBe(1000);
+    expect(live.neededFrom(3)).toBe(0);
+    live.close();
+
+    // Restore points: inside the flushed range, at its end, beyond it, and inside the first of two chunks.
+    const upto = [1500, 2000, 2600, 400];
+    const restored = createDeduper({ dir, horizonMs: 10 * MIN });
+    const scans: Array<Array<[number, number]>> = Array.from({ length: P }, () => []);
+    for (let p = 0; p < P; p++) {
+      restored.restore(
+        p,
+        upto[p],
+        (from, to) => {
+          scans[p].push([from, to]);
+          return logs[p].filter((r) => r.offset >= from && r.offset < to);
+        },
+        extract,
+      );
+    }
+    // The log is re-read only past what the chunks cover.
+    expect(scans).toEqual([[], [], [[1000, 2600]], [[0, 400]]]);
+    for (let p = 0; p < P; p++) {
+      const known = idsBefore(logs[p], upto[p]);
+      expect(restored.size(p)).toBe(known.size);
+      const all = idsBefore(logs[p], N);
+      let later = 0;
+      for (const id of known) expect(restored.check(p, id, N, 1_700_000_000_000)).toBe(true);
+      for (const id of all) {
+        if (known.has(id)) continue;
+        later++;
+        expect(restored.check(p, id, N, 1_700_000_000_000)).toBe(false);
+      }
+      expect(later).toBeGreaterThan(0);
+    }
+    restored.close();
+
+    // Replaying from the restore point reproduces the live run's decisions, and a second restart stays exact.
+    const again = createDeduper({ dir, horizonMs: 10 * MIN });
+    for (let p = 0; p < P; p++) {
+      again.restore(p, upto[p], (from, to) => logs[p].filter((r) => r.offset >= from && r.offset < to), extract);
+      const decisions: boolean[] = [];
+      feed(again, p, upto[p], N, decisions);
+      const validBefore = logs[p].slice(0, upto[p]).filter((r) => extract(r.value) !== null).length;
+      expect(decisions).toEqual(liveDecisions[p].slice(validBefore));
+      again.flush(p);
+      const lastValid = logs[p].findLast((r) => extract(r.value) !== null)?.offset ?? -1;
+      expect(again.neededFrom(p)).toBe(lastValid + 1);
+    }
+    again.close();
+    const final = createDeduper({ dir, horizonMs: 10 * MIN });
+    for (let p = 0; p < P; p++) {
+      const scanned: number[] = [];
+      final.restore(
+        p,
+        N,
+        (from, to) => {
+          scanned.push(from);
+          return logs[p].filter((r) => r.offset >= from && r.offset < to);
+        },
+        extract,
+      );
+      // Only a dead-lettered tail, if any, is re-read: every valid record is in the chunks.
+      for (const from of scanned) expect(logs[p].slice(from).every((r) => extract(r.value) === null)).toBe(true);
+      expect(final.size(p)).toBe(idsBefore(logs[p], N).size);
+    }
+    final.close();
+  });
+
+  it("drops ids on restore that had expired by the restore offset", () => {
+    const dir = freshDir();
+    const h = 1000;
+    const live = createDeduper({ dir, horizonMs: h });
+    live.restore(0, 0, () => [], extract);
+    for (let o = 0; o < 10; o++) live.check(0, `old${o}`, o, 0);
+    for (let o = 10; o < 20; o++) live.check(0, `new${o}`, o, 5000);
+    live.flush(0);
+    live.close();
+
+    const later = createDeduper({ dir, horizonMs: h });
+    later.restore(0, 20, () => [], extract);
+    expect(later.size(0)).toBe(10);
+    expect(later.check(0, "new15", 20, 5000)).toBe(true);
+    expect(later.check(0, "old3", 21, 5000)).toBe(false);
+    later.close();
+
+    // As of offset 10 the clock was still 0, so the old ids were all alive then.
+    const earlier = createDeduper({ dir, horizonMs: h });
+    earlier.restore(0, 10, () => [], extract);
+    expect(earlier.size(0)).toBe(10);
+    expect(earlier.check(0, "old3", 10, 0)).toBe(true);
+    expect(earlier.check(0, "new15", 11, 0)).toBe(false);
+    earlier.close();
+  });
+
+  it("prunes chunks whose ids all expired before the restorable offset, and keeps the rest", () => {
+    const dir = freshDir();
+    const h = 1000;
+    const d = createDeduper({ dir, horizonMs: h });
+    d.restore(0, 0, () => [], extract);
+    d.restore(1, 0, () => [], extract);
+    // Chunk k holds 10 ids at event time k * 1000.
+    for (let k = 0; k < 12; k++) {
+      for (let i = 0; i < 10; i++) {
+        d.check(0, `a${k}-${i}`, k * 10 + i, k * 1000);
+        d.check(1, `b${k}-${i}`, k * 10 + i, k * 1000);
+      }
+      d.flush(0, (k + 1) * 10); // everything flushed is committed
+      d.flush(1); // no committed offset given: a restore to 0 must stay possible
+    }
+    // Chunk j is expired once j * 1000 + h < 11 * 1000, i.e. j < 10.
+    expect(countChunks(dir, 0)).toEqual([
+      { first_offset: 100, end_offset: 110 },
+      { first_offset: 110, end_offset: 120 },
+    ]);
+    expect(countChunks(dir, 1).length).toBe(12);
+    // A committed offset inside the history prunes only against the clock known there (chunk 5, time 5000).
+    d.flush(1, 60);
+    expect(countChunks(dir, 1).map((c) => c.first_offset)).toEqual([40, 50, 60, 70, 80, 90, 100, 110]);
+    d.close();
+
+    // Restoring at the committed offset after pruning still gives the exact state there.
+    const r = createDeduper({ dir, horizonMs: h });
+    r.restore(1, 60, () => [], extract);
+    const alive: string[] = [];
+    for (let k = 0; k < 6; k++) for (let i = 0; i < 10; i++) if (k * 1000 + h >= 5000) alive.push(`b${k}-${i}`);
+    expect(r.size(1)).toBe(alive.length);
+    for (const id of alive) expect(r.check(1, id, 60, 5000)).toBe(true);
+    r.close();
+  });
+
+  it("lets dedupers of different workers share one file, each owning its partitions", () => {
+    const dir = freshDir();
+    const a = createDeduper({ dir, horizonMs: 10 * MIN });
+    const b = createDeduper({ dir, horizonMs: 10 * MIN });
+    a.restore(0, 0, () => [], extract);
+    b.restore(1, 0, () => [], extract);
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 20; i++) {
+        a.check(0, `a${round}-${i}`, round * 20 + i, 1000);
+        b.check(1, `b${round}-${i}`, round * 20 + i, 1000);
+      }
+      a.flush(0);
+      b.flush(1);
+    }
+    a.close();
+    b.close();
+    const c = createDeduper({ dir, horizonMs: 10 * MIN });
+    c.restore(0, 100, () => [], extract);
+    c.restore(1, 60, () => [], extract);
+    expect([c.size(0), c.size(1)]).toEqual([100, 60]);
+    expect(c.check(1, "b2-19", 60, 1000)).toBe(true);
+    expect(c.check(1, "b3-0", 61, 1000)).toBe(false);
+    c.close();
+  });
+
+  it("prints the rate of 1 M checks and the memory per remembered id", () => {
+    const d = createDeduper({ dir: freshDir(), horizonMs: 10 * MIN });
+    const N = 1_000_000;
+    const ids = new Array<string>(N);
+    Bun.gc(true);
+    const heapEmpty = heapStats().heapSize;
+    for (let i = 0; i < N; i++) ids[i] = crypto.randomUUID();
+    Bun.gc(true);
+    const heapBefore = heapStats().heapSize;
+    let dups = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) {
+      // Every 10th check resends an id of the same partition 4 checks back; 4 partitions; 500 s of event time in all.
+      const id = i % 10 === 9 ? ids[i - 4] : ids[i];
+      if (d.check(i & 3, id, i >> 2, 1_700_000_000_000 + (i >> 1))) dups++;
+    }
+    const ms = performance.now() - t0;
+    for (let p = 0; p < 4; p++) d.flush(p);
+    Bun.gc(true);
+    const perEntry = (heapStats().heapSize - heapBefore) / d.size();
+    const perId = (heapBefore - heapEmpty) / N;
+    console.log(
+      `dedupe: ${Math.round((N / ms) * 1000).toLocaleString("en-US")} checks/s; memory ${Math.round(perEntry)} B/entry ` +
+        `for the Map + ${Math.round(perId)} B per UUID id string (${d.size().toLocaleString("en-US")} ids)`,
+    );
+    expect(dups).toBe(N / 10);
+    expect(d.size()).toBe(N - N / 10);
+    d.close();
+  });
+});

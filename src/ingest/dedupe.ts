@@ -1,0 +1,351 @@
+// Exact dedupe by eventId per partition, with an event-time horizon, persisted in `<data-dir>/dedupe.db` so it survives restart.
+// Decisions are a pure function of the partition's record sequence (expired = absent, only new ids move the clock), so a
+// restore to any committed offset rebuilds exactly the state the live run had there.
+
+import { Database, type Statement } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+export interface Deduper {
+  /** true when (partition, eventId) is a duplicate; otherwise records it with its log offset. */
+  check(partition: number, eventId: string, offset: number, eventTime: number): boolean;
+  /**
+   * Persist ids recorded since the last flush of this partition as one chunk row and delete chunks whose ids all expired;
+   * one transaction. `restorableFrom` is the lowest offset a later `restore` may be given (the committed offset): chunks
+   * are pruned only when their ids are expired as of that point. Omitted, it is the `upto` of the last restore.
+   */
+  flush(partition: number, restorableFrom?: number): void;
+  /**
+   * Rebuild the exact state of `partition` as of log offset `upto` (ids of records with offset < upto): load chunks, drop
+   * ids at or after `upto`, then re-scan the log from the end of the persisted chunks up to `upto` with `readLog`
+   * (which should start at the log's first retained offset when asked for less) and `extract` (null = dead-lettered).
+   */
+  restore(
+    partition: number,
+    upto: number,
+    readLog: (from: number, to: number) => Iterable<{ offset: number; value: string }>,
+    extract: (value: string) => { eventId: string; time: number } | null,
+  ): void;
+  /** Lowest offset the dedupe state still needs from the log for this partition (so the log is not truncated past it). */
+  neededFrom(partition: number): number;
+  /** Live (unexpired) ids remembered for `partition`, or for all partitions. */
+  size(partition?: number): number;
+  /** Close the database. Ids not flushed are not lost: `restore` re-scans them from the log. */
+  close(): void;
+}
+
+interface PartitionState {
+  /**
+   * eventId -> the clock when it was recorded (max(eventTime, clock before)); it expires once clock > seen + horizon.
+   * The clock never goes back and a re-recorded id is moved to the end, so insertion order is expiry order and
+   * expiry is a prefix scan. Measured cost per entry (dedupe.test.ts, JSC): ~62 B for the Map entry + ~52 B for a
+   * 36-char id string, so ~115 B; a 10 min horizon at 10 k events/s holds 6 M ids, ~700 MB.
+   */
+  ids: Map<string, number>;
+  /** Max event time of the ids recorded in this partition (duplicates and dead letters do not move it). */
+  clock: number;
+  pendIds: string[];
+  pendOffsets: number[];
+  pendSeen: number[];
+  /** Every record below this offset is covered by persisted chunks; -1 = unknown (never restored nor flushed). */
+  flushedEnd: number;
+  /** 1 + the highest offset checked (or restored); -1 = none. */
+  checkedEnd: number;
+  firstChecked: number;
+  /** Restores are only ever asked for offsets at or after this (committed offsets do not go back); -1 = unknown. */
+  restoredUpto: number;
+  sinceSweep: number;
+}
+
+const DEDUPE_FILE = "dedupe.db";
+const BUSY_TIMEOUT_MS = 10_000;
+/** Inserts between two expiry sweeps: amortises the iterator, while keeping at most this many dead entries extra. */
+const SWEEP_EVERY = 4096;
+const BLOB_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS chunks(
+  partition INTEGER NOT NULL,
+  first_offset INTEGER NOT NULL,
+  end_offset INTEGER NOT NULL,
+  max_seen REAL,
+  blob BLOB NOT NULL,
+  PRIMARY KEY(partition, first_offset)
+);
+CREATE TABLE IF NOT EXISTS coverage(partition INTEGER PRIMARY KEY, end_offset INTEGER NOT NULL);
+`;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Chunk blob: u32 count, u32 version, f64 offsets[count], f64 seen[count] (little-endian), then the ids as a UTF-8
+ * JSON array (JSON keeps any string exact, lone surrogates included).
+ */
+function encodeChunk(ids: string[], offsets: number[], seen: number[]): Uint8Array {
+  const n = ids.length;
+  const json = encoder.encode(JSON.stringify(ids));
+  const head = 8 + 16 * n;
+  const out = new Uint8Array(head + json.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, n, true);
+  dv.setUint32(4, BLOB_VERSION, true);
+  for (let i = 0; i < n; i++) {
+    dv.setFloat64(8 + 8 * i, offsets[i], true);
+    dv.setFloat64(8 + 8 * n + 8 * i, seen[i], true);
+  }
+  out.set(json, head);
+  return out;
+}
+
+interface DecodedChunk {
+  ids: string[];
+  offsets: number[];
+  seen: number[];
+}
+
+function decodeChunk(blob: Uint8Array): DecodedChunk {
+  const dv = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  const n = dv.getUint32(0, true);
+  const version = dv.getUint32(4, true);
+  if (version !== BLOB_VERSION) throw new Error(`dedupe chunk has unknown format version ${version}`);
+  const offsets = new Array<number>(n);
+  const seen = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    offsets[i] = dv.getFloat64(8 + 8 * i, true);
+    seen[i] = dv.getFloat64(8 + 8 * n + 8 * i, true);
+  }
+  const ids = JSON.parse(decoder.decode(blob.subarray(8 + 16 * n))) as string[];
+  return { ids, offsets, seen };
+}
+
+function newState(): PartitionState {
+  return {
+    ids: new Map(),
+    clock: -Infinity,
+    pendIds: [],
+    pendOffsets: [],
+    pendSeen: [],
+    flushedEnd: -1,
+    checkedEnd: -1,
+    firstChecked: -1,
+    restoredUpto: -1,
+    sinceSweep: 0,
+  };
+}
+
+/**
+ * Open (creating if needed) the dedupe store `dir/dedupe.db`. Several dedupers (one per worker thread) may share the
+ * file as long as each owns distinct partitions. `synchronous` as for the log: NORMAL survives kill -9, FULL power loss.
+ */
+export function createDeduper(opts: { dir: string; horizonMs: number; synchronous?: "NORMAL" | "FULL" }): Deduper {
+  const horizon = opts.horizonMs;
+  if (!(horizon >= 0)) throw new Error(`dedupe horizon must be >= 0 ms, got ${horizon}`);
+  mkdirSync(opts.dir, { recursive: true });
+  const db = new Database(join(opts.dir, DEDUPE_FILE), { create: true, readwrite: true });
+  try {
+    db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.run("PRAGMA journal_mode = WAL");
+    db.run(`PRAGMA synchronous = ${opts.synchronous ?? "NORMAL"}`);
+    db.transaction(() => db.run(SCHEMA)).immediate();
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+
+  const begin = db.prepare("BEGIN IMMEDIATE");
+  const commit = db.prepare("COMMIT");
+  const rollback = db.prepare("ROLLBACK");
+  const insertChunk = db.prepare<void, [number, number, number, number | null, Uint8Array]>(
+    "INSERT OR REPLACE INTO chunks(partition, first_offset, end_offset, max_seen, blob) VALUES (?, ?, ?, ?, ?)",
+  );
+  const setCoverage = db.prepare<void, [number, number]>("INSERT OR REPLACE INTO coverage(partition, end_offset) VALUES (?, ?)");
+  const getCoverage = db.prepare<{ end_offset: number }, [number]>("SELECT end_offset FROM coverage WHERE partition = ?");
+  // Chunks are contiguous ranges, so the newest one ending at or before R is found by a short descending scan.
+  const pruneAnchor = db.prepare<{ first_offset: number; max_seen: number | null }, [number, number]>(
+    "SELECT first_offset, max_seen FROM chunks WHERE partition = ?1 AND end_offset <= ?2 AND max_seen IS NOT NULL " +
+      "ORDER BY first_offset DESC LIMIT 1",
+  );
+  const prune = db.prepare<void, [number, number, number, number]>(
+    "DELETE FROM chunks WHERE partition = ?1 AND first_offset < ?2 AND max_seen + ?3 < ?4",
+  );
+  const chunksOf = db.prepare<{ first_offset: number; end_offset: number; blob: Uint8Array }, [number]>(
+    "SELECT first_offset, end_offset, blob FROM chunks WHERE partition = ? ORDER BY first_offset",
+  );
+  const deleteChunk = db.prepare<void, [number, number]>("DELETE FROM chunks WHERE partition = ? AND first_offset = ?");
+
+  const states: Array<PartitionState | undefined> = [];
+
+  function inTransaction<T>(fn: () => T): T {
+    begin.run();
+    try {
+      const out = fn();
+      commit.run();
+      return out;
+    } catch (err) {
+      if (db.inTransaction) rollback.run();
+      throw err;
+    }
+  }
+
+  function stateOf(partition: number): PartitionState {
+    let st = states[partition];
+    if (st === undefined) {
+      st = newState();
+      states[partition] = st;
+    }
+    return st;
+  }
+
+  function sweep(st: PartitionState): void {
+    st.sinceSweep = 0;
+    for (const [id, seen] of st.ids) {
+      if (seen + horizon >= st.clock) break;
+      st.ids.delete(id);
+    }
+  }
+
+  function checkIn(st: PartitionState, eventId: string, offset: number, eventTime: number): boolean {
+    if (offset + 1 > st.checkedEnd) st.checkedEnd = offset + 1;
+    if (st.firstChecked < 0) st.firstChecked = offset;
+    const seen = st.ids.get(eventId);
+    // An expired id still in the map (sweeps are lazy) counts as absent, so sweep timing never changes a decision.
+    if (seen !== undefined && seen + horizon >= st.clock) return true;
+    if (eventTime > st.clock) st.clock = eventTime;
+    if (seen !== undefined) st.ids.delete(eventId); // re-append: keeps insertion order = expiry order
+    st.ids.set(eventId, st.clock);
+    st.pendIds.push(eventId);
+    st.pendOffsets.push(offset);
+    st.pendSeen.push(st.clock);
+    if (++st.sinceSweep >= SWEEP_EVERY) sweep(st);
+    return false;
+  }
+
+  return {
+    check(partition, eventId, offset, eventTime) {
+      return checkIn(stateOf(partition), eventId, offset, eventTime);
+    },
+
+    flush(partition, restorableFrom) {
+      const st = states[partition];
+      if (st === undefined) return;
+      const n = st.pendIds.length;
+      const first = st.flushedEnd >= 0 ? st.flushedEnd : st.firstChecked >= 0 ? st.firstChecked : 0;
+      const end = Math.max(first, st.checkedEnd);
+      const bound = restorableFrom ?? st.restoredUpto;
+      if (n === 0 && end === st.flushedEnd && restorableFrom === undefined) return;
+      inTransaction(() => {
+        if (n > 0) {
+          const maxSeen = st.pendSeen[n - 1]; // the clock only grows, so the last one is the max
+          const blob = encodeChunk(st.pendIds, st.pendOffsets, st.pendSeen);
+          insertChunk.run(partition, first, end, Number.isFinite(maxSeen) ? maxSeen : null, blob);
+        }
+        setCoverage.run(partition, end);
+        if (bound >= 0) {
+          // Every restore point u >= bound includes the anchor chunk, so clock(u) >= anchor.max_seen and chunks
+          // expired against that clock are expired at any u: pruning them cannot change a restored state.
+          const anchor = pruneAnchor.get(partition, bound);
+          if (anchor !== null && anchor.max_seen !== null) prune.run(partition, anchor.first_offset, horizon, anchor.max_seen);
+        }
+      });
+      st.pendIds.length = 0;
+      st.pendOffsets.length = 0;
+      st.pendSeen.length = 0;
+      st.flushedEnd = end;
+      sweep(st);
+    },
+
+    restore(partition, upto, readLog, extract) {
+      const st = newState();
+      const kept: DecodedChunk[] = [];
+      const coveredEnd = inTransaction(() => {
+        for (const row of chunksOf.all(partition)) {
+          if (row.first_offset >= upto) {
+            deleteChunk.run(partition, row.first_offset);
+            continue;
+          }
+          const chunk = decodeChunk(row.blob);
+          if (row.end_offset > upto) {
+            // The stored state must read "as of upto" too, or the next flush would overlap this chunk.
+            let m = 0;
+            while (m < chunk.offsets.length && chunk.offsets[m] < upto) m++;
+            chunk.ids.length = m;
+            chunk.offsets.length = m;
+            chunk.seen.length = m;
+            if (m === 0) {
+              deleteChunk.run(partition, row.first_offset);
+              continue;
+            }
+            const maxSeen = chunk.seen[m - 1];
+            insertChunk.run(
+              partition,
+              row.first_offset,
+              upto,
+              Number.isFinite(maxSeen) ? maxSeen : null,
+              encodeChunk(chunk.ids, chunk.offsets, chunk.seen),
+            );
+          }
+          kept.push(chunk);
+        }
+        const persisted = getCoverage.get(partition)?.end_offset ?? 0;
+        const end = Math.min(persisted, upto);
+        setCoverage.run(partition, end);
+        return end;
+      });
+
+      for (const c of kept) for (const s of c.seen) if (s > st.clock) st.clock = s;
+      for (const c of kept) {
+        for (let i = 0; i < c.ids.length; i++) {
+          if (c.seen[i] + horizon < st.clock) continue;
+          st.ids.delete(c.ids[i]);
+          st.ids.set(c.ids[i], c.seen[i]);
+        }
+      }
+      st.flushedEnd = coveredEnd;
+      st.checkedEnd = coveredEnd;
+      st.restoredUpto = upto;
+      states[partition] = st;
+
+      if (coveredEnd < upto) {
+        for (const rec of readLog(coveredEnd, upto)) {
+          if (rec.offset < coveredEnd || rec.offset >= upto) continue;
+          const ev = extract(rec.value);
+          if (ev !== null) checkIn(st, ev.eventId, rec.offset, ev.time);
+        }
+      }
+      // Dead-lettered records at the end of the range are covered too.
+      if (upto > st.checkedEnd) st.checkedEnd = upto;
+      sweep(st);
+    },
+
+    neededFrom(partition) {
+      const st = states[partition];
+      if (st !== undefined && st.flushedEnd >= 0) return st.flushedEnd;
+      const persisted = getCoverage.get(partition)?.end_offset;
+      if (persisted !== undefined) return st !== undefined && st.firstChecked >= 0 ? Math.min(persisted, st.firstChecked) : persisted;
+      return st !== undefined && st.firstChecked >= 0 ? st.firstChecked : 0;
+    },
+
+    size(partition) {
+      if (partition !== undefined) {
+        const st = states[partition];
+        if (st === undefined) return 0;
+        sweep(st);
+        return st.ids.size;
+      }
+      let total = 0;
+      for (const st of states) {
+        if (st === undefined) continue;
+        sweep(st);
+        total += st.ids.size;
+      }
+      return total;
+    },
+
+    close() {
+      const stmts = [begin, commit, rollback, insertChunk, setCoverage, getCoverage, pruneAnchor, prune, chunksOf, deleteChunk];
+      for (const s of stmts as Statement[]) s.finalize();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+// Shared helpers for integration tests: a real engine (workers, sqlite) in a temporary data dir.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseCli } from "../src/config.ts";
+import { startEngine, type Engine } from "../src/engine.ts";
+import { createApp } from "../src/server/app.ts";
+
+export function tempDir(prefix = "rtae-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startTestEngine(args: string[] = [], dir = tempDir()) {
+  const { config } = parseCli(["serve", "--data-dir", dir, "--partitions", "4", "--workers", "2", "--log-level", "warn", ...args], {});
+  const engine: Engine = await startEngine(config);
+  const app = createApp(engine);
+  return {
+    engine,
+    app,
+    dir,
+    async stop(remove = true) {
+      await engine.stop();
+      if (remove) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function post(app: { handle(r: Request): Promise<Response> }, body: string | Uint8Array, contentType: string | null = "application/x-ndjson") {
+  const headers: Record<string, string> = {};
+  if (contentType !== null) headers["content-type"] = contentType;
+  return app.handle(new Request("http://rtae.test/api/events", { method: "POST", body, headers }));
+}
+
+export async function getJson(app: { handle(r: Request): Promise<Response> }, path: string) {
+  const res = await app.handle(new Request(`http://rtae.test${path}`));
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export function freePort(): number {
+  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });
+  const port = s.port!;
+  s.stop(true);
+  return port;
+}
