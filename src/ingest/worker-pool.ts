@@ -114,8 +114,6 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     };
     worker.postMessage(init);
   }
-  await Promise.all(ready);
-
   function drainDict(s: Slot): void {
     const d = s.dict;
     const count = d.available(d.capacity);
@@ -168,7 +166,16 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     }
     timer = setTimeout(loop, n > 0 ? 0 : 2);
   }
+  // drain from the start: a worker replaying a backlog fills its rings before it reports ready
   loop();
+  try {
+    await Promise.all(ready);
+  } catch (err) {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    for (const s of slots) s.worker.terminate();
+    throw err;
+  }
 
   return {
     notify() {

@@ -250,6 +250,8 @@ function run(init: WorkerInit): { stop(): Promise<void> } {
     });
   }
 
+  // ready before the first pass: the pass may block on a full ring until the main thread drains it
+  post({ type: "ready", workerIndex: init.workerIndex });
   const done = (async () => {
     while (!stopping) {
       const seq = Atomics.load(control, 0);
@@ -272,7 +274,6 @@ function run(init: WorkerInit): { stop(): Promise<void> } {
     flushDedupe();
   })();
 
-  post({ type: "ready", workerIndex: init.workerIndex });
   return {
     async stop() {
       stopping = true;
