@@ -1,4 +1,5 @@
 // Compiles rtae into one executable (dist/rtae). The worker is a separate entry point: Bun bundles
+export {};
 // each entry into the binary, and `new Worker(...)` finds it there. No --minify/--bytecode: untested with Elysia.
 
 const result = await Bun.build({

@@ -154,6 +154,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         meta: c.meta,
       });
       agg.committed(c);
+      pool.committed(c.offsets);
       checkpoints++;
       lastCheckpointMs = performance.now() - started;
     } catch (err) {

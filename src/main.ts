@@ -14,6 +14,13 @@ import { openSqliteHistory } from "./store/index.ts";
 const log = logger("Main");
 
 async function serve(config: Config): Promise<void> {
+  if (config.kafkaBrokers || config.redisUrl || config.cassandraContactPoints) {
+    // refuse rather than silently run embedded when the operator asked for shared services
+    process.stderr.write(
+      "rtae: distributed mode (--kafka-brokers, --redis-url, --cassandra-contact-points) is not available in this build yet; unset them to run embedded\n",
+    );
+    process.exit(2);
+  }
   const engine = await startEngine(config);
   const app = createApp(engine);
   const server = Bun.serve({

@@ -26,7 +26,7 @@ export async function startTestEngine(args: string[] = [], dir = tempDir()) {
   };
 }
 
-export function post(app: { handle(r: Request): Promise<Response> }, body: string | Uint8Array, contentType: string | null = "application/x-ndjson") {
+export function post(app: { handle(r: Request): Promise<Response> }, body: string | Uint8Array<ArrayBuffer>, contentType: string | null = "application/x-ndjson") {
   const headers: Record<string, string> = {};
   if (contentType !== null) headers["content-type"] = contentType;
   return app.handle(new Request("http://rtae.test/api/events", { method: "POST", body, headers }));

@@ -26,6 +26,8 @@ export interface WorkerPoolOptions {
 export interface WorkerPool {
   /** wake the workers after a log append */
   notify(): void;
+  /** tell the workers which offsets the last checkpoint made durable */
+  committed(offsets: Map<number, number>): void;
   /** lowest log offset each partition still needs (min of checkpointed and dedupe needs) */
   neededFrom(partition: number): number;
   stats(): { processed: number; duplicates: number; invalid: number; ringUsed: number[] };
@@ -181,6 +183,10 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     notify() {
       Atomics.add(ctl, 0, 1);
       Atomics.notify(ctl, 0);
+    },
+    committed(offsets) {
+      const list = [...offsets];
+      for (const s of slots) s.worker.postMessage({ type: "committed", offsets: list });
     },
     neededFrom(p) {
       return Math.min(agg.applied.get(p) ?? 0, needed.get(p) ?? 0);

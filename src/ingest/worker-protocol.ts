@@ -16,7 +16,11 @@ export interface WorkerInit {
   dedupeHorizonMs: number;
 }
 
-export type ToWorker = WorkerInit | { type: "stop" };
+export type ToWorker =
+  | WorkerInit
+  | { type: "stop" }
+  /** offsets made durable by the last checkpoint: dedupe chunks below them may be pruned */
+  | { type: "committed"; offsets: Array<[number, number]> };
 
 export type FromWorker =
   | { type: "ready"; workerIndex: number }

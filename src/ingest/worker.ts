@@ -43,7 +43,7 @@ function post(m: FromWorker): void {
   self.postMessage(m);
 }
 
-function run(init: WorkerInit): { stop(): Promise<void> } {
+function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): void; stop(): Promise<void> } {
   const log: LocalLogReader = openLogReader(init.dataDir);
   const dedupe: Deduper = createDeduper({ dir: init.dataDir, horizonMs: init.dedupeHorizonMs });
   const ring: RingProducer = ringProducer(init.ring);
@@ -53,6 +53,7 @@ function run(init: WorkerInit): { stop(): Promise<void> } {
   const encoder = new TextEncoder();
   const localIds = new Map<string, number>();
   const next = new Map<number, number>();
+  const committed = new Map<number, number>();
   const ctx = { now: Date.now(), maxAgeMs: init.maxAgeMs, currency: init.currency };
   let pendingDict = 0;
   let pending = 0; // records written, not yet published
@@ -238,7 +239,7 @@ function run(init: WorkerInit): { stop(): Promise<void> } {
 
   let lastFlush = Date.now();
   function flushDedupe(): void {
-    for (const p of next.keys()) dedupe.flush(p);
+    for (const p of next.keys()) dedupe.flush(p, committed.get(p));
     lastFlush = Date.now();
     post({
       type: "progress",
@@ -275,6 +276,9 @@ function run(init: WorkerInit): { stop(): Promise<void> } {
   })();
 
   return {
+    committed(offsets: Array<[number, number]>) {
+      for (const [p, o] of offsets) if (next.has(p)) committed.set(p, o);
+    },
     async stop() {
       stopping = true;
       Atomics.add(control, 0, 0);
@@ -286,7 +290,7 @@ function run(init: WorkerInit): { stop(): Promise<void> } {
   };
 }
 
-let running: { stop(): Promise<void> } | null = null;
+let running: ReturnType<typeof run> | null = null;
 self.onmessage = async (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   if (m.type === "init") {
@@ -295,6 +299,8 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     } catch (err) {
       post({ type: "error", workerIndex: m.workerIndex, message: (err as Error).message });
     }
+  } else if (m.type === "committed") {
+    running?.committed(m.offsets);
   } else if (m.type === "stop") {
     await running?.stop();
     post({ type: "stopped", workerIndex: -1 });
