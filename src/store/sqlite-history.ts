@@ -103,6 +103,9 @@ export function openSqliteHistory(dir: string, opts: { synchronous?: "NORMAL" | 
     async commit(batch) {
       commitTx(batch);
     },
+    commitSync(batch) {
+      commitTx(batch);
+    },
     async readWindows(families, res, from, to) {
       if (families.length === 0) return [];
       const rows = readStmt(families.length).all(res, ...families, from, to) as Array<{

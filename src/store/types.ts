@@ -73,6 +73,11 @@ export interface Checkpoint {
 export interface HistoryStore {
   /** Atomically upsert windows and state and advance offsets (idempotent: replaying a batch changes nothing). */
   commit(batch: CommitBatch): Promise<void>;
+  /**
+   * Synchronous commit, for stores that can (bun:sqlite): the caller then marks the batch durable in
+   * the same turn, so no reader ever sees a window both stored and still pending in memory.
+   */
+  commitSync?(batch: CommitBatch): void;
   /** Rows of the given families at one resolution with start in [from, to), all partitions. */
   readWindows(families: readonly string[], res: Resolution, from: number, to: number): Promise<WindowRow[]>;
   loadCheckpoint(): Promise<Checkpoint>;

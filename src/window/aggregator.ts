@@ -508,7 +508,10 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     changed = purgeTo(live, SEC, v, mins, MIN) || changed;
     changed = purgeTo(mins, MIN, v, hours, HOUR) || changed;
     changed = purgeTo(hours, HOUR, v, null, HOUR) || changed;
-    sessions.closeBefore(v, gap, () => {});
+    // Close only what no accepted event can reach any more: an event is still merged while its 1 s
+    // window is open (t > watermark - lateness - 1 s), and it joins a session when t <= last + gap.
+    // Closing at the bare watermark split sessions on events inside the allowed lateness.
+    sessions.closeBefore(v - lateness - SEC, gap, () => {});
     if (changed) version++;
     return changed;
   }
@@ -635,7 +638,11 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     sessions.drainDirty();
     for (const i of cp.inventory) {
       const id = dict.intern(i.productId);
-      inv.set(id, { product: id, partition: i.partition, stock: i.stock, time: i.time });
+      // rows are keyed by (partition, product): when several partitions reported a product, the
+      // latest event time wins, whatever order the store returns the rows in
+      const cur = inv.get(id);
+      if (cur === undefined || i.time >= cur.time)
+        inv.set(id, { product: id, partition: i.partition, stock: i.stock, time: i.time });
     }
     if (cp.meta) {
       const m = JSON.parse(cp.meta) as { watermark: { value: number; maxTime: number[] }; version: number };

@@ -160,7 +160,9 @@ export function createSessionTable(initial = 1024): SessionTable {
       return out;
     },
     drainClosed() {
-      const out = closed;
+      // a key that closed and opened again since the last drain is an upsert of the new session, not
+      // a delete: the store applies upserts before deletes, so deleting it would lose the new session
+      const out = closed.filter((c) => !index.has(c.key));
       closed = [];
       return out;
     },
