@@ -3,13 +3,12 @@
 
 import type { Config } from "./config.ts";
 import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWriter, type WorkerPool } from "./ingest/index.ts";
-import { logger } from "./log.ts";
+import { logger, setLogLevel } from "./log.ts";
 import { createMemoryHotCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
 import {
   FAMILIES,
   HOUR,
   MIN,
-  SEC,
   campaignsOfPane,
   collect,
   createAggregator,
@@ -64,6 +63,7 @@ export interface EngineOptions {
 }
 
 export async function startEngine(config: Config, options: EngineOptions = {}): Promise<Engine> {
+  setLogLevel(config.logLevel);
   const maxAgeMs = Math.max(config.retention["1s"], config.retention["1m"], config.retention["1h"]);
   const writer: LocalLogWriter = openLogWriter(config.dataDir, config.partitions);
   const store = openSqliteHistory(config.dataDir);
@@ -186,23 +186,31 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     store.prune(config.retention, Date.now()).catch((err) => log.warn("prune failed", { message: String(err) }));
   }, 60_000);
 
-  // live sliding views for streams: recomputed at most every 100 ms when something changed
+  // live sliding views (last 1 m / 5 m every <= 100 ms, last 1 h every second) for the streams
   let liveVersion = -1;
+  let liveTicks = 0;
+  let liveBusy = false;
   const liveTimer = setInterval(async () => {
-    if (agg.version === liveVersion) return;
+    liveTicks++;
+    if (agg.version === liveVersion || liveBusy) return;
     liveVersion = agg.version;
+    liveBusy = true;
     const now = Date.now();
+    const views: Array<readonly [string, number]> = [
+      ["1m", MIN],
+      ["5m", 5 * MIN],
+    ];
+    if (liveTicks % 10 === 0) views.push(["1h", HOUR]);
     try {
-      for (const [name, span] of [
-        ["1m", MIN],
-        ["5m", 5 * MIN],
-      ] as const) {
+      for (const [name, span] of views) {
         const s = await summary(now - span, now);
         hot.set(`summary:${name}`, s);
         hot.publish("deltas", JSON.stringify({ topic: `summary:${name}`, value: s }));
       }
     } catch (err) {
       log.warn("live view failed", { message: String(err) });
+    } finally {
+      liveBusy = false;
     }
   }, 100);
 
@@ -282,7 +290,5 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       await hot.close();
     },
   };
-  void SEC;
-  void HOUR;
   return engine;
 }

@@ -53,14 +53,21 @@ export interface Segment {
 const floorTo = (t: number, r: number) => Math.floor(t / r) * r;
 const ceilTo = (t: number, r: number) => Math.ceil(t / r) * r;
 
-/** Cut [from, to) (rounded out to whole seconds) into the coarsest aligned segments. */
-export function segments(from: number, to: number): Segment[] {
+/** Cut [from, to) (rounded out to whole seconds) into the coarsest aligned segments, none coarser than maxRes. */
+export function segments(from: number, to: number, maxRes: Res = HOUR): Segment[] {
   const f = floorTo(from, SEC);
   const t = ceilTo(to, SEC);
   if (t <= f) return [];
   const a = ceilTo(f, MIN);
   const b = floorTo(t, MIN);
-  if (a >= b) return [{ res: SEC, from: f, to: t }];
+  if (a >= b || maxRes === SEC) return [{ res: SEC, from: f, to: t }];
+  if (maxRes === MIN) {
+    const out: Segment[] = [];
+    if (f < a) out.push({ res: SEC, from: f, to: a });
+    out.push({ res: MIN, from: a, to: b });
+    if (b < t) out.push({ res: SEC, from: b, to: t });
+    return out;
+  }
   const out: Segment[] = [];
   if (f < a) out.push({ res: SEC, from: f, to: a });
   const A = ceilTo(a, HOUR);
@@ -84,6 +91,7 @@ function counts(w: MemWindow, state: number, R: Res): boolean {
 
 /**
  * Merge every window in [from, to) into buckets of `step` (or one bucket when step is absent).
+ * Buckets are aligned to the step; the first and last hold only the part inside [from, to).
  * Returns bucket start -> pane.
  */
 export async function collect(
@@ -94,9 +102,7 @@ export async function collect(
   families: readonly Family[],
   step?: Res,
 ): Promise<Map<number, Pane>> {
-  const segs: Segment[] = step
-    ? [{ res: step, from: floorTo(from, step), to: ceilTo(to, step) }]
-    : segments(from, to);
+  const segs: Segment[] = segments(from, to, step ?? HOUR);
   const out = new Map<number, Pane>();
   const bucketOf = (t: number) => (step ? floorTo(t, step) : 0);
   const paneAt = (t: number) => {

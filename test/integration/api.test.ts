@@ -102,6 +102,24 @@ describe("POST /api/events", () => {
   });
 });
 
+describe("live views in the hot cache", () => {
+  it("publishes a last-5-minutes summary delta that includes a just-ingested event", async () => {
+    const { promise, resolve } = Promise.withResolvers<{ topic: string; value: { events: { total: number } } }>();
+    const off = t.engine.hot.subscribe("deltas", (m) => {
+      const d = JSON.parse(m);
+      if (d.topic === "summary:5m" && d.value.events.total >= 1) resolve(d);
+    });
+    const started = performance.now();
+    const r = await post(t.app, JSON.stringify({ eventId: "live-1", type: "page_view", timestamp: Date.now(), userId: "u9", sessionId: "s9" }), "application/json");
+    expect(r.status).toBe(202);
+    const d = await promise;
+    off();
+    expect(d.value.events.total).toBe(1);
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect((t.engine.hot.get("summary:5m") as { events: { total: number } }).events.total).toBe(1);
+  });
+});
+
 describe("GET /api/*", () => {
   it("serves every query endpoint with the contract's shapes", async () => {
     const ts = await getJson(t.app, `/api/metrics/timeseries?metric=events&step=1m&${range}`);
