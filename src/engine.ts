@@ -214,8 +214,13 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     }
   }, 100);
 
+  const retained = () => {
+    const now = Date.now();
+    return { sec: now - config.retention["1s"], min: now - config.retention["1m"] };
+  };
+
   async function merged(from: number, to: number, families: readonly Family[]) {
-    return (await collect(agg, store, from, to, families)).get(0) ?? createPane();
+    return (await collect(agg, store, from, to, families, undefined, retained())).get(0) ?? createPane();
   }
 
   async function summary(from: number, to: number) {

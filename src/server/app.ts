@@ -59,6 +59,9 @@ export function createApp(engine: Engine) {
         if (metric !== "events") throw new HttpError(400, "invalid_parameter", "type applies only to metric=events");
         typeIndex = TYPES.indexOf(parseEnum("type", query.type, TYPES, "page_view"));
       }
+      const kept = stepName === "1s" ? cfg.retention["1s"] : stepName === "1m" ? cfg.retention["1m"] : Infinity;
+      if (from < Date.now() - kept)
+        throw new HttpError(400, "step_not_retained", `step=${stepName} is kept for ${Math.round(kept / 3_600_000)} h only; use a coarser step for older ranges`);
       const points = Math.ceil(to / step) - Math.floor(from / step);
       if (points > MAX_POINTS)
         throw new HttpError(400, "too_many_points", `${points} points requested; use a coarser step or a shorter range (max ${MAX_POINTS})`);

@@ -101,7 +101,15 @@ export async function collect(
   to: number,
   families: readonly Family[],
   step?: Res,
+  /** windows of a resolution starting before this were removed by retention: edges widen to the next resolution */
+  retained?: { sec: number; min: number },
 ): Promise<Map<number, Pane>> {
+  if (retained && !step) {
+    if (from < retained.sec) from = floorTo(from, MIN);
+    if (to <= retained.sec) to = ceilTo(to, MIN);
+    if (from < retained.min) from = floorTo(from, HOUR);
+    if (to <= retained.min) to = ceilTo(to, HOUR);
+  }
   const segs: Segment[] = segments(from, to, step ?? HOUR);
   const out = new Map<number, Pane>();
   const bucketOf = (t: number) => (step ? floorTo(t, step) : 0);
