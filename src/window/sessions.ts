@@ -43,11 +43,15 @@ export function createSessionTable(initial = 1024): SessionTable {
   let source = new Int32Array(cap);
   let partition = new Int32Array(cap);
   let key = new Float64Array(cap);
+  // minute bucket a slot was last filed under (-1 = none), and a dirty flag per slot: a session's
+  // `last` moves with nearly every event, so filing and dirty-marking must not allocate per event
+  let filed = new Float64Array(cap).fill(-1);
+  let dirtyFlag = new Uint8Array(cap);
   let used = 0;
   const free: number[] = [];
-  const index = new Map<number, number>();
+  const index = createKeyIndex();
   const buckets = new Map<number, number[]>(); // minute of `last` -> slots (may hold stale entries)
-  let dirty = new Set<number>();
+  let dirty: number[] = [];
   let closed: Array<{ partition: number; key: number }> = [];
 
   function grow() {
@@ -70,23 +74,38 @@ export function createSessionTable(initial = 1024): SessionTable {
     const p32 = new Int32Array(n);
     p32.set(partition);
     partition = p32;
+    const f = new Float64Array(n).fill(-1);
+    f.set(filed);
+    filed = f;
+    const d8 = new Uint8Array(n);
+    d8.set(dirtyFlag);
+    dirtyFlag = d8;
     cap = n;
   }
 
   function bucket(slot: number) {
     const m = Math.floor(last[slot] / MINUTE);
+    if (filed[slot] === m) return;
+    filed[slot] = m;
     let b = buckets.get(m);
     if (!b) buckets.set(m, (b = []));
     b.push(slot);
   }
 
+  function markDirty(slot: number) {
+    if (dirtyFlag[slot] === 0) {
+      dirtyFlag[slot] = 1;
+      dirty.push(slot);
+    }
+  }
+
   const table: SessionTable = {
     slotOf(k) {
-      return index.get(k) ?? -1;
+      return index.get(k);
     },
     open(k, p, t) {
       let slot = index.get(k);
-      if (slot === undefined) {
+      if (slot < 0) {
         if (free.length > 0) slot = free.pop()!;
         else {
           if (used === cap) grow();
@@ -101,8 +120,9 @@ export function createSessionTable(initial = 1024): SessionTable {
       source[slot] = -1;
       partition[slot] = p;
       key[slot] = k;
+      filed[slot] = -1;
       bucket(slot);
-      dirty.add(slot);
+      markDirty(slot);
       return slot;
     },
     get start() {
@@ -127,7 +147,7 @@ export function createSessionTable(initial = 1024): SessionTable {
       return key;
     },
     touched(slot) {
-      dirty.add(slot);
+      markDirty(slot);
       bucket(slot);
     },
     closeBefore(watermark, gapMs, onClose) {
@@ -138,14 +158,16 @@ export function createSessionTable(initial = 1024): SessionTable {
         for (const slot of slots) {
           const k = key[slot];
           if (index.get(k) !== slot) continue; // already freed
-          if (Math.floor(last[slot] / MINUTE) !== m) continue; // re-bucketed later
+          if (filed[slot] !== m) continue; // filed under a later minute since
           if (last[slot] + gapMs >= watermark) {
+            filed[slot] = -1;
             bucket(slot);
             continue;
           }
           onClose(slot);
           index.delete(k);
-          dirty.delete(slot);
+          filed[slot] = -1;
+          dirtyFlag[slot] = 0; // a stale entry may stay in `dirty`; drainDirty skips it
           closed.push({ partition: partition[slot], key: k });
           free.push(slot);
         }
@@ -155,20 +177,104 @@ export function createSessionTable(initial = 1024): SessionTable {
       return index.size;
     },
     drainDirty() {
-      const out = [...dirty];
-      dirty = new Set();
+      const out: number[] = [];
+      for (const slot of dirty) {
+        if (dirtyFlag[slot] === 1) {
+          dirtyFlag[slot] = 0;
+          out.push(slot);
+        }
+      }
+      dirty = [];
       return out;
     },
     drainClosed() {
       // a key that closed and opened again since the last drain is an upsert of the new session, not
       // a delete: the store applies upserts before deletes, so deleting it would lose the new session
-      const out = closed.filter((c) => !index.has(c.key));
+      const out = closed.filter((c) => index.get(c.key) < 0);
       closed = [];
       return out;
     },
     forEach(fn) {
-      for (const slot of index.values()) fn(slot);
+      index.forEach(fn);
     },
   };
   return table;
+}
+
+/**
+ * Open-addressing hash index from 53-bit session keys to slots (linear probing, backward-shift
+ * deletion). A Map keyed by non-small-integer numbers boxes and hashes doubles on every lookup;
+ * this keeps the per-event lookup to a few typed-array reads.
+ */
+function createKeyIndex() {
+  let cap = 4096;
+  let mask = cap - 1;
+  let keys = new Float64Array(cap);
+  let slots = new Int32Array(cap).fill(-1);
+  let size = 0;
+  const home = (k: number) => (Math.imul((k >>> 0) ^ Math.imul((k / 4294967296) | 0, 0x9e3779b1), 0x85ebca6b) >>> 0) & mask;
+
+  function place(k: number, slot: number) {
+    let i = home(k);
+    while (slots[i] >= 0) i = (i + 1) & mask;
+    keys[i] = k;
+    slots[i] = slot;
+  }
+  function grow() {
+    const oldKeys = keys;
+    const oldSlots = slots;
+    cap *= 2;
+    mask = cap - 1;
+    keys = new Float64Array(cap);
+    slots = new Int32Array(cap).fill(-1);
+    for (let i = 0; i < oldSlots.length; i++) if (oldSlots[i] >= 0) place(oldKeys[i], oldSlots[i]);
+  }
+  function find(k: number): number {
+    let i = home(k);
+    while (slots[i] >= 0) {
+      if (keys[i] === k) return i;
+      i = (i + 1) & mask;
+    }
+    return -1;
+  }
+  return {
+    get(k: number): number {
+      const i = find(k);
+      return i < 0 ? -1 : slots[i];
+    },
+    set(k: number, slot: number): void {
+      const i = find(k);
+      if (i >= 0) {
+        slots[i] = slot;
+        return;
+      }
+      if ((size + 1) * 2 > cap) grow();
+      place(k, slot);
+      size++;
+    },
+    delete(k: number): void {
+      let i = find(k);
+      if (i < 0) return;
+      // backward shift: pull later entries of the probe run into the hole so lookups never stop early
+      let j = i;
+      for (;;) {
+        j = (j + 1) & mask;
+        if (slots[j] < 0) break;
+        const h = home(keys[j]);
+        const between = i <= j ? h > i && h <= j : h > i || h <= j;
+        if (between) continue;
+        keys[i] = keys[j];
+        slots[i] = slots[j];
+        i = j;
+      }
+      slots[i] = -1;
+      size--;
+    },
+    get size() {
+      return size;
+    },
+    forEach(fn: (slot: number) => void): void {
+      for (let i = 0; i < cap; i++) if (slots[i] >= 0) fn(slots[i]);
+    },
+  };
 }

@@ -63,6 +63,7 @@ describe("watermark", () => {
     const { clock, wm } = setup(2);
     wm.observe(0, T0 + 8000);
     wm.observe(1, T0 + 3000);
+    wm.advance(); // the drain loop advances after every batch: that stamps when partitions were heard
     clock.tick(IDLE);
     expect(wm.advance()).toBe(T0 + 3000);
   });
@@ -71,6 +72,7 @@ describe("watermark", () => {
     const { clock, wm } = setup(2);
     wm.observe(0, T0 + 100_000);
     wm.observe(1, T0 + 10_000);
+    wm.advance();
     clock.tick(IDLE);
     wm.observe(0, T0 + 101_000);
     expect(wm.advance()).toBe(T0 + 96_000);

@@ -23,14 +23,22 @@ export function createWatermark(opts: {
   // a partition not heard from yet holds the watermark back until the idle timeout passes, so a
   // worker that starts a little later does not find its first events already behind the watermark
   const seenAt = new Float64Array(opts.partitions).fill(opts.clock());
+  // observe() only flags the partition; advance() stamps the processing time once per batch
+  const heard = new Uint8Array(opts.partitions);
   let value = -Infinity;
   return {
     observe(p, t) {
       if (t > maxT[p]) maxT[p] = t;
-      seenAt[p] = opts.clock();
+      heard[p] = 1;
     },
     advance() {
       const now = opts.clock();
+      for (let p = 0; p < heard.length; p++) {
+        if (heard[p] === 1) {
+          seenAt[p] = now;
+          heard[p] = 0;
+        }
+      }
       let minActive = Infinity;
       let maxAll = -Infinity;
       for (let p = 0; p < maxT.length; p++) {

@@ -1,0 +1,301 @@
+// `npm run bench`: window core records/s, durable HTTP NDJSON ingest (accepted/s and end to end), resident
+// memory at 100 k users / 10 k products, on this machine; prints a table and writes bench/out/latest.json.
+// Every loop is bounded in count and time; child servers listen on 127.0.0.1 only and are always stopped.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { summariseProfile } from "./cpu-profile.ts";
+import { buildBatches, readMemory, runIngest, runTransportOnly, type Batches } from "./http-ingest.ts";
+import { profileIngest } from "./ingest-profile.ts";
+import { loadAverage, machineFacts, withContention, type Contention } from "./machine.ts";
+import { processCpuS, serverLogTail, startServer, stopAll, type ServerChild } from "./proc.ts";
+import { buildRecords, type RecordSet } from "./records.ts";
+import { applyRun, handoffRun, type ApplyRun } from "./window-core.ts";
+
+const PARTITIONS = 8;
+const USERS = 100_000;
+const PRODUCTS = 10_000;
+
+interface Options {
+  only: "all" | "window" | "ingest";
+  windowRecords: number;
+  ingestEvents: number;
+  perBatch: number;
+  concurrency: number;
+  ingestMaxMs: number;
+  /** run the ingest server under --cpu-prof and summarise where its main thread went (slows it down) */
+  profileServer: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { only: "all", windowRecords: 5_000_000, ingestEvents: 1_000_000, perBatch: 1000, concurrency: 6, ingestMaxMs: 20_000, profileServer: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${a} needs a value`);
+      return x;
+    };
+    const int = (min: number, max: number) => {
+      const n = Number(v());
+      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${a} must be an integer in ${min}..${max}`);
+      return n;
+    };
+    if (a === "--only") {
+      const x = v();
+      if (x !== "all" && x !== "window" && x !== "ingest") throw new Error("--only is all, window or ingest");
+      o.only = x;
+    } else if (a === "--quick") {
+      o.windowRecords = 1_000_000;
+      o.ingestEvents = 200_000;
+    } else if (a === "--records") o.windowRecords = int(10_000, 20_000_000);
+    else if (a === "--events") o.ingestEvents = int(10_000, 5_000_000);
+    else if (a === "--batch") o.perBatch = int(1, 10_000);
+    else if (a === "--concurrency") o.concurrency = int(1, 64);
+    else if (a === "--profile-server") o.profileServer = true;
+    else throw new Error(`unknown option ${a} (--only all|window|ingest, --quick, --records n, --events n, --batch n, --concurrency n, --profile-server)`);
+  }
+  return o;
+}
+
+const fmt = (n: number | null | undefined, digits = 0) =>
+  n === null || n === undefined || !Number.isFinite(n) ? "n/a" : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+interface Row {
+  what: string;
+  value: string;
+  target: string;
+  goal: string;
+  status: string;
+}
+
+function verdict(value: number | null, target: number, goal: number, higherIsBetter: boolean): string {
+  if (value === null || !Number.isFinite(value)) return "NOT MEASURED";
+  const ok = (limit: number) => (higherIsBetter ? value >= limit : value <= limit);
+  return ok(goal) ? "met (goal too)" : ok(target) ? "met" : "MISSED";
+}
+
+function contentionRow(c: Contention): Row {
+  const pct = c.foreignShare * 100;
+  return { what: "  CPU taken by other processes meanwhile", value: `${fmt(pct)} % of all cores`, target: "", goal: "", status: pct > 10 ? "CONTENDED: rerun" : "quiet" };
+}
+
+async function windowBench(o: Options) {
+  say(`building ${fmt(o.windowRecords)} ring records from the generator...`);
+  const t = performance.now();
+  const set: RecordSet = buildRecords({
+    records: o.windowRecords,
+    partitions: PARTITIONS,
+    seed: 42,
+    rate: 50_000,
+    users: USERS,
+    products: PRODUCTS,
+    startTime: Date.now() - 3_600_000,
+  });
+  const buildMs = performance.now() - t;
+  say(`built ${fmt(set.count)} records (${fmt(set.events)} events, ${fmt((set.maxTime - set.minTime) / 1000, 1)} s of event time) in ${fmt(buildMs)} ms`);
+
+  applyRun(set, PARTITIONS, Math.min(set.count, 500_000)); // JIT warm-up, not reported
+  const runs: ApplyRun[] = [];
+  const started = performance.now();
+  const { contention } = await withContention(() => {
+    for (let i = 0; i < 3 && performance.now() - started < 60_000; i++) {
+      runs.push(applyRun(set, PARTITIONS, set.count));
+      say(`apply run ${i + 1}: ${fmt(runs.at(-1)!.recordsPerSec)} records/s`);
+    }
+  });
+  say(`other processes used ${fmt(contention.foreignShare * 100)} % of the machine during the apply runs`);
+  const withCapture = applyRun(set, PARTITIONS, set.count, 1 << 18);
+  say(`apply + capture every 262144: ${fmt(withCapture.recordsPerSec)} records/s`);
+  let handoffOnly = null;
+  let handoffApply = null;
+  try {
+    handoffOnly = await handoffRun(set, PARTITIONS, false);
+    handoffApply = await handoffRun(set, PARTITIONS, true);
+    say(`ring hand-off alone ${fmt(handoffOnly.recordsPerSec)} records/s; with apply ${fmt(handoffApply.recordsPerSec)} records/s`);
+  } catch (err) {
+    say(`ring hand-off failed: ${(err as Error).message}`);
+  }
+  return {
+    records: set.count,
+    events: set.events,
+    eventTimeSpanS: (set.maxTime - set.minTime) / 1000,
+    generatorRatePerSec: 50_000,
+    partitions: PARTITIONS,
+    strings: set.strings.length,
+    kinds: set.kinds,
+    buildMs,
+    runs,
+    contention,
+    medianRecordsPerSec: median(runs.map((r) => r.recordsPerSec)),
+    bestRecordsPerSec: Math.max(...runs.map((r) => r.recordsPerSec)),
+    withCaptureEvery262144: withCapture,
+    ringHandoffOnly: handoffOnly,
+    ringHandoffWithApply: handoffApply,
+  };
+}
+
+async function ingestBench(o: Options) {
+  const warmupBodies = 50;
+  say(`generating ${fmt(o.ingestEvents)} events (+${warmupBodies} warm-up batches) as NDJSON bodies of ${o.perBatch}...`);
+  const t = performance.now();
+  const batches: Batches = buildBatches({
+    events: o.ingestEvents + warmupBodies * o.perBatch,
+    perBatch: o.perBatch,
+    seed: 7,
+    rate: 2_000,
+    startTime: Date.now() - 30 * 60_000,
+    users: USERS,
+    products: PRODUCTS,
+  });
+  say(
+    `generated ${fmt(batches.events)} events, ${fmt(batches.bytes / 1e6, 1)} MB, ${fmt(batches.distinctUsers)} users, ` +
+      `${fmt(batches.distinctProducts)} products, in ${fmt(performance.now() - t)} ms`,
+  );
+  let server: ServerChild | null = null;
+  const profDir = o.profileServer ? mkdtempSync(join(tmpdir(), "rtae-bench-prof-")) : null;
+  try {
+    server = await startServer([], 30_000, profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []);
+    say(`server ${server.url} pid ${server.pid} ready; posting with ${o.concurrency} concurrent requests...`);
+    const s = server;
+    const { value: ingest, contention } = await withContention(
+      () => runIngest(s, batches, { concurrency: o.concurrency, maxMs: o.ingestMaxMs, catchUpTimeoutMs: 120_000, warmupBodies }),
+      () => processCpuS(s.pid),
+    );
+    say(`other processes used ${fmt(contention.foreignShare * 100)} % of the machine during ingest (warm-up included)`);
+    say(
+      `accepted ${fmt(ingest.accepted)} in ${fmt(ingest.postMs)} ms = ${fmt(ingest.acceptedPerSec)} events/s; ` +
+        `all counted after ${fmt(ingest.endToEndMs)} ms`,
+    );
+    const memory = await readMemory(server, 30_000);
+    say(`server RSS ${fmt(memory.rssMB, 1)} MB, settled ${fmt(memory.rssSettledMB, 1)} MB, peak ${fmt(memory.peakMB, 1)} MB`);
+    // best effort: the Prometheus endpoint, if the server has one, says what checkpoints cost
+    let serverMetrics: string | null = null;
+    try {
+      const r = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+      if (r.status === 200) serverMetrics = (await r.text()).split("\n").filter((l) => l !== "" && !l.startsWith("#")).join("\n").slice(0, 20_000);
+    } catch {}
+    const transport = await runTransportOnly(server, batches, o.concurrency, 5_000);
+    say(`HTTP transport alone (415 path): ${fmt(transport.eventsPerSec)} events/s`);
+    const logTail = serverLogTail(server, 200)
+      .split("\n")
+      .filter((l) => /"level":"(warn|error)"/.test(l))
+      .slice(-10);
+    await server.stop(); // graceful: the profiler writes its file on exit
+    server = null;
+    const serverProfile = profDir ? summariseProfile(profDir) : null;
+
+    say("profiling ingest stages in process...");
+    const { value: profile, contention: profileContention } = await withContention(() => profileIngest(batches.bodies.slice(0, 200)));
+    return {
+      feed: {
+        events: batches.events,
+        bytes: batches.bytes,
+        perBatch: o.perBatch,
+        distinctUsers: batches.distinctUsers,
+        distinctSessions: batches.distinctSessions,
+        distinctProducts: batches.distinctProducts,
+        minTs: new Date(batches.minTs).toISOString(),
+        maxTs: new Date(batches.maxTs).toISOString(),
+      },
+      ingest,
+      contention,
+      memory,
+      transport,
+      profile,
+      profileContention,
+      serverProfile,
+      serverMetrics,
+      serverWarnings: logTail,
+    };
+  } catch (err) {
+    if (server) process.stderr.write(`server log tail:\n${serverLogTail(server)}\n`);
+    throw err;
+  } finally {
+    await server?.stop();
+    if (profDir) rmSync(profDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const machine = machineFacts();
+  const benchStart = performance.now();
+  say(`${machine.cpuModel}, ${machine.cores} cores, ${fmt(machine.memoryMiB)} MiB, bun ${machine.bunVersion}, ${machine.date}`);
+  const result: Record<string, unknown> = { machine, options: o, loadAverageAtStart: loadAverage() };
+  const rows: Row[] = [];
+  let failed = false;
+
+  if (o.only !== "ingest") {
+    try {
+      const w = await windowBench(o);
+      result.window = w;
+      rows.push({ what: "window core, apply + advance/4096 (median of 3)", value: `${fmt(w.medianRecordsPerSec)} rec/s`, target: "≥ 5,000,000", goal: "≥ 20,000,000", status: verdict(w.medianRecordsPerSec, 5e6, 20e6, true) });
+      rows.push(contentionRow(w.contention));
+      rows.push({ what: "  same, with capture() every 262 144 records", value: `${fmt(w.withCaptureEvery262144.recordsPerSec)} rec/s`, target: "", goal: "", status: "info" });
+      if (w.ringHandoffOnly) rows.push({ what: "  ring hand-off Worker -> main, release only", value: `${fmt(w.ringHandoffOnly.recordsPerSec)} rec/s`, target: "", goal: "", status: "info" });
+      if (w.ringHandoffWithApply) rows.push({ what: "  ring hand-off + apply (drain loop)", value: `${fmt(w.ringHandoffWithApply.recordsPerSec)} rec/s`, target: "", goal: "", status: "info" });
+    } catch (err) {
+      failed = true;
+      result.windowError = (err as Error).stack ?? String(err);
+      say(`window bench failed: ${result.windowError}`);
+    }
+  }
+
+  if (o.only !== "window") {
+    try {
+      const h = await ingestBench(o);
+      result.http = h;
+      const i = h.ingest;
+      rows.push({ what: `HTTP NDJSON ingest, durable (${o.perBatch}/req, ${o.concurrency} concurrent)`, value: `${fmt(i.acceptedPerSec)} ev/s`, target: "≥ 300,000", goal: "≥ 1,000,000", status: verdict(i.acceptedPerSec, 300e3, 1e6, true) });
+      rows.push(contentionRow(h.contention));
+      rows.push({ what: "  end to end: first POST -> summary counts all", value: i.endToEndPerSec === null ? "not reached" : `${fmt(i.endToEndPerSec)} ev/s (${fmt(i.endToEndMs)} ms)`, target: "", goal: "", status: "info" });
+      rows.push({ what: "  HTTP transport alone (body read, 415)", value: `${fmt(h.transport.eventsPerSec)} ev/s`, target: "", goal: "", status: "info" });
+      rows.push({ what: `resident memory, ${fmt(h.feed.distinctUsers)} users / ${fmt(h.feed.distinctProducts)} products (settled)`, value: `${fmt(h.memory.rssSettledMB, 1)} MB after ${fmt(h.memory.settleMs / 1000)} s${h.memory.stable ? "" : " (still moving)"}`, target: "≤ 300 MB", goal: "≤ 150 MB", status: verdict(h.memory.rssSettledMB, 300, 150, false) });
+      rows.push({ what: "  RSS right when all events were counted", value: `${fmt(h.memory.rssMB, 1)} MB`, target: "", goal: "", status: "info" });
+      rows.push({ what: "  peak RSS during ingest", value: `${fmt(h.memory.peakMB, 1)} MB`, target: "", goal: "", status: "info" });
+      if (i.failedRequests > 0 || i.rejected > 0 || i.firstError) {
+        rows.push({ what: "  ingest problems", value: `${i.failedRequests} failed req, ${i.rejected} rejected`, target: "", goal: "", status: i.firstError ?? "" });
+      }
+    } catch (err) {
+      failed = true;
+      result.httpError = (err as Error).stack ?? String(err);
+      say(`ingest bench failed: ${result.httpError}`);
+    }
+  }
+  result.totalMs = performance.now() - benchStart;
+
+  const out = join(import.meta.dir, "out");
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "latest.json"), JSON.stringify(result, null, 2) + "\n");
+
+  const m = machine;
+  console.log(`\nrtae bench — ${m.date}\n${m.cpuModel} · ${m.cores} cores · ${fmt(m.memoryMiB)} MiB · bun ${m.bunVersion} · ${m.platform} ${m.kernel}\n`);
+  const cols: Array<keyof Row> = ["what", "value", "target", "goal", "status"];
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+  const line = (r: Record<string, string>) => cols.map((c, k) => r[c].padEnd(width[k])).join("  ").trimEnd();
+  console.log(line({ what: "what", value: "value", target: "target", goal: "goal", status: "status" }));
+  console.log(width.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows) console.log(line({ ...r }));
+  const prof = (result.http as { profile?: { usPerEvent: Record<string, number> } } | undefined)?.profile;
+  if (prof) {
+    console.log("\ningest stage costs, in process, µs per event:");
+    for (const [k, v] of Object.entries(prof.usPerEvent)) console.log(`  ${k.padEnd(52)} ${fmt(v, 2)}`);
+  }
+  const sp = (result.http as { serverProfile?: { samples: number; shares: Record<string, number> } | null } | undefined)?.serverProfile;
+  if (sp) {
+    console.log(`\nserver main thread under --cpu-prof (${sp.samples} samples; throughput numbers of this run are lowered by the profiler):`);
+    for (const [k, v] of Object.entries(sp.shares)) console.log(`  ${k.padEnd(58)} ${fmt(v * 100, 1)} %`);
+  }
+  console.log(`\nfull results: bench/out/latest.json (${fmt((result.totalMs as number) / 1000, 1)} s)`);
+  if (failed) process.exitCode = 1;
+}
+
+try {
+  await main();
+} finally {
+  await stopAll();
+}
