@@ -6,7 +6,6 @@ import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWri
 import { logger, setLogLevel } from "./log.ts";
 import { createMemoryHotCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
 import {
-  FAMILIES,
   HOUR,
   MIN,
   campaignsOfPane,
@@ -26,12 +25,26 @@ import {
   type Aggregator,
   type CheckpointCapture,
   type Family,
+  type Pane,
   type Res,
   type TimeseriesMetric,
   type TopBy,
 } from "./window/index.ts";
 
 const log = logger("Engine");
+
+/** Families a correction pane carries (corrections never hold sketches or product tables). */
+function touchedFamilies(p: Pane): Family[] {
+  const out: Family[] = [];
+  if (p.core.some((v) => v !== 0)) out.push("core");
+  if (p.funnel.some((v) => v !== 0)) out.push("funnel");
+  if (p.campaigns && p.campaigns.index.size > 0) out.push("campaigns");
+  if (p.users) out.push("users");
+  if (p.sessions) out.push("sessions");
+  if (p.load) out.push("load");
+  if (p.products) out.push("products");
+  return out;
+}
 
 export interface Engine {
   readonly config: Config;
@@ -120,34 +133,50 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
 
   async function runCheckpoint(): Promise<void> {
     const started = performance.now();
-    const c: CheckpointCapture = agg.capture();
+    // every 300th checkpoint rewrites the open sessions whole, so the session log stays short
+    const c: CheckpointCapture = agg.capture(checkpoints % 300 === 0);
     try {
       const windows: WindowRow[] = [];
       for (const w of c.flushed)
         for (const f of encodePane(w.pane, agg.dict))
           windows.push({ family: f.family, res: w.res, start: w.start, partition: w.partition, value: f.value });
+      // read-modify-write of stored windows; each partition's rows have a single writer. Only the
+      // families a correction touches are read and rewritten (funnel/campaign/late counters, never
+      // the sketches or product tables), and each stored window is read once for all its partitions.
+      const byWindow = new Map<string, typeof c.corrections>();
       for (const corr of c.corrections) {
-        // read-modify-write of a stored window: this partition's rows have a single writer
-        const existing = (await store.readWindows(FAMILIES, corr.res, corr.start, corr.start + 1)).filter(
-          (r) => r.partition === corr.partition,
-        );
-        const pane = createPane();
-        for (const r of existing) mergeEncoded(pane, r.family as Family, r.value, agg.dict);
-        mergePane(pane, corr.pane);
-        const encoded = encodePane(pane, agg.dict);
-        for (const r of existing) {
-          // counters may return to zero; the stored row must say so rather than keep its old value
-          if (!encoded.some((e) => e.family === r.family))
-            encoded.push({ family: r.family as Family, value: new Uint8Array(r.value.length) });
+        const k = `${corr.res}:${corr.start}`;
+        const list = byWindow.get(k);
+        if (list) list.push(corr);
+        else byWindow.set(k, [corr]);
+      }
+      for (const list of byWindow.values()) {
+        const { res, start } = list[0];
+        const families = new Set<Family>();
+        for (const corr of list) for (const f of touchedFamilies(corr.pane)) families.add(f);
+        const stored = await store.readWindows([...families], res, start, start + 1);
+        for (const corr of list) {
+          const mine = touchedFamilies(corr.pane);
+          const existing = stored.filter((r) => r.partition === corr.partition && mine.includes(r.family as Family));
+          const pane = createPane();
+          for (const r of existing) mergeEncoded(pane, r.family as Family, r.value, agg.dict);
+          mergePane(pane, corr.pane);
+          const encoded = encodePane(pane, agg.dict).filter((e) => mine.includes(e.family));
+          for (const r of existing) {
+            // counters may return to zero; the stored row must say so rather than keep its old value
+            if (!encoded.some((e) => e.family === r.family))
+              encoded.push({ family: r.family as Family, value: new Uint8Array(r.value.length) });
+          }
+          for (const f of encoded)
+            windows.push({ family: f.family, res, start, partition: corr.partition, value: f.value });
         }
-        for (const f of encoded)
-          windows.push({ family: f.family, res: corr.res, start: corr.start, partition: corr.partition, value: f.value });
       }
       const batch = {
         windows,
         openWindows: c.open,
         sessions: c.sessions,
         deletedSessions: c.deletedSessions,
+        sessionsFull: c.sessionsFull,
         inventory: c.inventory,
         late: c.late,
         offsets: c.offsets,

@@ -10,6 +10,8 @@ export interface Sink {
   append(byPartition: string[][], maxTime: number[]): Promise<void> | void;
 }
 
+const RAW_MAX = 4096;
+
 export interface IngestResult {
   status: 202 | 400 | 413 | 415 | 503;
   body:
@@ -55,7 +57,10 @@ export function createDoor(opts: {
         const e = v.event;
         // session key keeps a session (and the duplicates of its events) in one partition
         const p = partitionOf(e.sessionId ?? e.productId ?? e.eventId, P);
-        byPartition[p].push(toWire(e));
+        // a small NDJSON line is logged as received (it is valid JSON without a raw newline);
+        // anything else is logged in its canonical form, which bounds what the log stores per event
+        const raw = item.raw;
+        byPartition[p].push(raw !== undefined && raw.length <= RAW_MAX ? raw : toWire(e));
         if (e.time > maxTime[p]) maxTime[p] = e.time;
         accepted++;
       }

@@ -51,9 +51,13 @@ function concat(...parts: (string | number[] | Uint8Array)[]): Uint8Array {
   }
   return out;
 }
+/** Items without their `raw` line, after checking that each raw line is exactly what was parsed. */
 function itemsOf(body: ReturnType<typeof parseBody>): BodyItem[] {
   if (!body.ok) throw new Error(`expected ok body, got ${body.code}: ${body.message}`);
-  return body.items;
+  return body.items.map(({ raw, ...item }) => {
+    if (raw !== undefined) expect(JSON.parse(raw)).toEqual(item.value);
+    return item;
+  });
 }
 
 describe("validateEvent: shape and required fields", () => {
@@ -605,6 +609,8 @@ describe("parseBody", () => {
   it("turns a malformed NDJSON line or an array line into an item error and keeps the rest", () => {
     const items = itemsOf(parseBody(bytesOf(`${ev(0)}\n{"eventId":\n[${ev(2)}]\n"str"\n${ev(4)}`), "application/x-ndjson"));
     expect(items.map((i) => i.index)).toEqual([0, 1, 2, 3, 4]);
+    const raw = parseBody(bytesOf('{"eventId":"r1","x":1}\n'), "application/x-ndjson");
+    expect(raw.ok && raw.items[0].raw).toBe('{"eventId":"r1","x":1}');
     expect(items[1].error).toStartWith("malformed JSON: ");
     expect(items[2].error).toBe("line is a JSON array; NDJSON carries one event per line");
     expect(items[3]).toStrictEqual({ index: 3, value: "str" });

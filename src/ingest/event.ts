@@ -19,6 +19,8 @@ export interface BodyItem {
   index: number;
   value?: unknown;
   error?: string;
+  /** the NDJSON line the value came from (lets the door log it without re-serialising) */
+  raw?: string;
 }
 
 export type ParsedBody = { ok: true; items: BodyItem[] } | BodyError;
@@ -572,7 +574,7 @@ function parseLine(line: string, index: number): BodyItem {
     return { index, error: `malformed JSON: ${clip(errorMessage(err))}` };
   }
   if (Array.isArray(value)) return { index, error: "line is a JSON array; NDJSON carries one event per line" };
-  return { index, value };
+  return { index, value, raw: line };
 }
 
 function lineTooLong(index: number, maxLineBytes: number): BodyItem {

@@ -5,6 +5,7 @@ import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type {
+  SessionRow,
   Checkpoint,
   CommitBatch,
   HistoryStore,
@@ -20,9 +21,7 @@ CREATE TABLE IF NOT EXISTS windows (
 CREATE TABLE IF NOT EXISTS open_windows (
   res INTEGER NOT NULL, start INTEGER NOT NULL, partition INTEGER NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY (res, start, partition)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sessions (
-  partition INTEGER NOT NULL, key INTEGER NOT NULL, start REAL NOT NULL, last REAL NOT NULL,
-  bits INTEGER NOT NULL, source TEXT, source_time REAL NOT NULL, PRIMARY KEY (partition, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_log (seq INTEGER PRIMARY KEY, full INTEGER NOT NULL, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS inventory (
   partition INTEGER NOT NULL, product TEXT NOT NULL, stock INTEGER NOT NULL, time REAL NOT NULL,
   PRIMARY KEY (partition, product)) WITHOUT ROWID;
@@ -51,12 +50,10 @@ export function openSqliteHistory(dir: string, opts: { synchronous?: "NORMAL" | 
       "ON CONFLICT (res, start, partition) DO UPDATE SET value = excluded.value",
   );
   const deleteOpen = db.prepare("DELETE FROM open_windows WHERE res = ? AND start = ? AND partition = ?");
-  const upsertSession = db.prepare(
-    "INSERT INTO sessions (partition, key, start, last, bits, source, source_time) VALUES (?, ?, ?, ?, ?, ?, ?) " +
-      "ON CONFLICT (partition, key) DO UPDATE SET start = excluded.start, last = excluded.last, " +
-      "bits = excluded.bits, source = excluded.source, source_time = excluded.source_time",
-  );
-  const deleteSession = db.prepare("DELETE FROM sessions WHERE partition = ? AND key = ?");
+  // Open sessions change with nearly every event: each checkpoint appends one blob of the changed
+  // and closed sessions instead of upserting thousands of rows; a periodic full snapshot compacts.
+  const appendSessions = db.prepare("INSERT INTO session_log (full, blob) VALUES (?, ?)");
+  const clearSessions = db.prepare("DELETE FROM session_log");
   const upsertInventory = db.prepare(
     "INSERT INTO inventory (partition, product, stock, time) VALUES (?, ?, ?, ?) " +
       "ON CONFLICT (partition, product) DO UPDATE SET stock = excluded.stock, time = excluded.time",
@@ -77,9 +74,9 @@ export function openSqliteHistory(dir: string, opts: { synchronous?: "NORMAL" | 
       if (o.value) upsertOpen.run(o.res, o.start, o.partition, o.value);
       else deleteOpen.run(o.res, o.start, o.partition);
     }
-    for (const s of b.sessions)
-      upsertSession.run(s.partition, s.key, s.start, s.last, s.bits, s.source, s.sourceTime);
-    for (const s of b.deletedSessions) deleteSession.run(s.partition, s.key);
+    if (b.sessionsFull) clearSessions.run();
+    if (b.sessionsFull || b.sessions.length > 0 || b.deletedSessions.length > 0)
+      appendSessions.run(b.sessionsFull ? 1 : 0, encodeSessions(b.sessions, b.deletedSessions));
     for (const i of b.inventory) upsertInventory.run(i.partition, i.productId, i.stock, i.time);
     for (const l of b.late) insertLate.run(l.partition, l.offset, l.time, l.type, l.reason);
     for (const [p, next] of b.offsets) upsertOffset.run(p, next);
@@ -137,25 +134,14 @@ export function openSqliteHistory(dir: string, opts: { synchronous?: "NORMAL" | 
           value: Uint8Array;
         }>
       ).map((r) => ({ res: r.res as Resolution, start: r.start, partition: r.partition, value: r.value }));
-      const sessions = (
-        db.query("SELECT partition, key, start, last, bits, source, source_time FROM sessions").all() as Array<{
-          partition: number;
-          key: number;
-          start: number;
-          last: number;
-          bits: number;
-          source: string | null;
-          source_time: number;
-        }>
-      ).map((r) => ({
-        partition: r.partition,
-        key: r.key,
-        start: r.start,
-        last: r.last,
-        bits: r.bits,
-        source: r.source,
-        sourceTime: r.source_time,
-      }));
+      const open = new Map<string, SessionRow>();
+      for (const r of db.query("SELECT full, blob FROM session_log ORDER BY seq").all() as Array<{ full: number; blob: Uint8Array }>) {
+        if (r.full) open.clear();
+        const { sessions: changed, deleted } = decodeSessions(r.blob);
+        for (const row of changed) open.set(`${row.partition}:${row.key}`, row);
+        for (const d of deleted) open.delete(`${d.partition}:${d.key}`);
+      }
+      const sessions = [...open.values()];
       const inventory = (
         db.query("SELECT partition, product, stock, time FROM inventory").all() as Array<{
           partition: number;
@@ -190,4 +176,56 @@ export function openSqliteHistory(dir: string, opts: { synchronous?: "NORMAL" | 
       db.close();
     },
   };
+}
+
+const SESSION_FIELDS = 6;
+
+/** [u32 changed][u32 deleted][changed x 6 f64][deleted x 2 f64][JSON of the changed sessions' sources] */
+export function encodeSessions(rows: SessionRow[], deleted: Array<{ partition: number; key: number }>): Uint8Array {
+  const nums = new Float64Array(rows.length * SESSION_FIELDS + deleted.length * 2);
+  let o = 0;
+  for (const r of rows) {
+    nums[o++] = r.partition;
+    nums[o++] = r.key;
+    nums[o++] = r.start;
+    nums[o++] = r.last;
+    nums[o++] = r.bits;
+    nums[o++] = r.sourceTime;
+  }
+  for (const d of deleted) {
+    nums[o++] = d.partition;
+    nums[o++] = d.key;
+  }
+  const sources = new TextEncoder().encode(JSON.stringify(rows.map((r) => r.source)));
+  const out = new Uint8Array(8 + nums.byteLength + sources.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, rows.length, true);
+  view.setUint32(4, deleted.length, true);
+  out.set(new Uint8Array(nums.buffer), 8);
+  out.set(sources, 8 + nums.byteLength);
+  return out;
+}
+
+export function decodeSessions(blob: Uint8Array): { sessions: SessionRow[]; deleted: Array<{ partition: number; key: number }> } {
+  const bytes = blob.slice(); // own, aligned copy
+  const view = new DataView(bytes.buffer);
+  const n = view.getUint32(0, true);
+  const m = view.getUint32(4, true);
+  const nums = new Float64Array(bytes.buffer, 8, n * SESSION_FIELDS + m * 2);
+  const sources = JSON.parse(new TextDecoder().decode(bytes.subarray(8 + nums.byteLength))) as Array<string | null>;
+  const sessions: SessionRow[] = [];
+  let o = 0;
+  for (let i = 0; i < n; i++, o += SESSION_FIELDS)
+    sessions.push({
+      partition: nums[o],
+      key: nums[o + 1],
+      start: nums[o + 2],
+      last: nums[o + 3],
+      bits: nums[o + 4],
+      sourceTime: nums[o + 5],
+      source: sources[i],
+    });
+  const deleted: Array<{ partition: number; key: number }> = [];
+  for (let i = 0; i < m; i++, o += 2) deleted.push({ partition: nums[o], key: nums[o + 1] });
+  return { sessions, deleted };
 }

@@ -54,6 +54,8 @@ export interface CommitBatch {
   openWindows: OpenWindowRow[];
   sessions: SessionRow[];
   deletedSessions: Array<{ partition: number; key: number }>;
+  /** `sessions` is every open session: the store may drop what it kept before */
+  sessionsFull?: boolean;
   inventory: InventoryRow[];
   late: LateRow[];
   /** next offset to consume, per partition, covering exactly the state above */

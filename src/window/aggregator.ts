@@ -148,6 +148,7 @@ export interface CheckpointCapture {
     sourceTime: number;
   }>;
   deletedSessions: Array<{ partition: number; key: number }>;
+  sessionsFull: boolean;
   inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
   late: LateEvent[];
   offsets: Map<number, number>;
@@ -174,7 +175,8 @@ export interface Aggregator {
   memWindows(): Iterable<MemWindow>;
   pendingCorrections(): Iterable<MemWindow>;
   inventory(): Iterable<InventoryEntry>;
-  capture(): CheckpointCapture;
+  /** `fullSessions`: include every open session (a compacting snapshot), not only the changed ones */
+  capture(fullSessions?: boolean): CheckpointCapture;
   /** after the capture's commit is durable */
   committed(c: CheckpointCapture): void;
   /** after a failed commit: keep the capture's windows for the next attempt */
@@ -516,7 +518,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     return changed;
   }
 
-  function capture(): CheckpointCapture {
+  function capture(fullSessions = false): CheckpointCapture {
     const flushed = flushQueue;
     flushQueue = [];
     for (const w of flushed) w.captured = true;
@@ -534,7 +536,11 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       }
     }
     const sess: CheckpointCapture["sessions"] = [];
-    for (const slot of sessions.drainDirty()) {
+    const changed = sessions.drainDirty();
+    const closed = sessions.drainClosed();
+    const slots: number[] = [];
+    if (fullSessions) sessions.forEach((slot) => slots.push(slot));
+    for (const slot of fullSessions ? slots : changed) {
       const src = sessions.source[slot];
       sess.push({
         partition: sessions.partition[slot],
@@ -559,7 +565,8 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       corrections: corr,
       open,
       sessions: sess,
-      deletedSessions: sessions.drainClosed(),
+      deletedSessions: fullSessions ? [] : closed,
+      sessionsFull: fullSessions,
       inventory,
       late: lateRows,
       offsets: new Map(applied),

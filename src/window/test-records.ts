@@ -256,6 +256,7 @@ export async function checkpoint(
     if (o.value) store.open.set(k, { res: o.res, start: o.start, partition: o.partition, value: o.value });
     else store.open.delete(k);
   }
+  if (c.sessionsFull) store.sessions.clear();
   for (const s of c.sessions) store.sessions.set(`${s.partition}:${s.key}`, { ...s });
   for (const s of c.deletedSessions) store.sessions.delete(`${s.partition}:${s.key}`);
   for (const i of c.inventory) store.inventory.set(`${i.partition}:${i.productId}`, { ...i });
