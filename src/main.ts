@@ -8,7 +8,10 @@ import { startEngine } from "./engine.ts";
 import { runProducer, startRealtime } from "./generator/index.ts";
 import { openLogWriter } from "./ingest/index.ts";
 import { logger, setLogLevel } from "./log.ts";
-import { createApp } from "./server/app.ts";
+import { createApp, warnOpen } from "./server/index.ts";
+import { startLiveTopics } from "./server/live.ts";
+import { streamsPlugin } from "./server/streams.ts";
+import { dashboardPlugin, trackerPlugin } from "./views/index.ts";
 import { openSqliteHistory } from "./store/index.ts";
 
 const log = logger("Main");
@@ -22,15 +25,22 @@ async function serve(config: Config): Promise<void> {
     process.exit(2);
   }
   const engine = await startEngine(config);
-  const app = createApp(engine);
-  const server = Bun.serve({
+  const live = startLiveTopics(engine);
+  const app = createApp(engine, {
+    plugins: [streamsPlugin(engine, live), trackerPlugin(engine), dashboardPlugin(engine)],
+    clientIp: (req) => app.server?.requestIP(req)?.address ?? null,
+  });
+  // app.listen (not Bun.serve + app.handle): WebSockets need Elysia's handlers, and streams need the
+  // server object to lift Bun's idle timeout per request
+  app.listen({
     port: config.port,
     hostname: config.host,
     maxRequestBodySize: config.maxBodyBytes + 1,
-    fetch: (req) => app.handle(req),
-    error: () => new Response(JSON.stringify({ error: { code: "internal", message: "internal error" } }), { status: 500 }),
+    idleTimeout: 30,
   });
-  log.info("rtae serving", { url: `http://${config.host}:${server.port}`, config: describeConfig(config) });
+  const warning = warnOpen(config);
+  if (warning) log.warn(warning);
+  log.info("rtae serving", { url: `http://${config.host}:${app.server?.port}`, config: describeConfig(config) });
 
   let demo: { stop(): void } | null = null;
   if (config.demoRate > 0) {
@@ -59,7 +69,8 @@ async function serve(config: Config): Promise<void> {
     stopping = true;
     log.info("shutting down", { signal });
     demo?.stop();
-    server.stop(true);
+    live.stop();
+    await app.stop(true);
     const bound = setTimeout(() => {
       log.error("shutdown took too long; exiting");
       process.exit(1);

@@ -1,11 +1,18 @@
-// The Elysia application: ingest and read API over one engine. Errors leave as JSON
-// `{error: {code, message}}` from the single error handler below, never as stack traces.
+// The Elysia application: global guard (security headers, CORS, auth, ingest rate limit), OpenAPI
+// docs, sign-in, and the ingest and read API over one engine, plus plugins the caller adds.
+// Errors leave as JSON `{error: {code, message}}` from the single error handler below, never as stack traces.
 
-import { Elysia } from "elysia";
+import { Elysia, type AnyElysia } from "elysia";
+import pkg from "../../package.json" with { type: "json" };
 import type { Engine } from "../engine.ts";
 import { HOUR, MIN, SEC, TIMESERIES_METRICS, TOP_BY, TYPES, type Res } from "../window/index.ts";
+import { createAuth, type Auth } from "./auth.ts";
 import { HttpError, errorBody } from "./errors.ts";
+import { guardPlugin } from "./guard.ts";
+import { loginRoutes } from "./login.ts";
+import { ROUTE_DOCS, openapiPlugin } from "./openapi.ts";
 import { parseEnum, parseIntParam, parseRange } from "./params.ts";
+import { createRateLimiter } from "./rate-limit.ts";
 
 const STEPS: Record<string, Res> = { "1s": SEC, "1m": MIN, "1h": HOUR };
 const MAX_POINTS = 10_000;
@@ -13,12 +20,41 @@ const MAX_POINTS = 10_000;
 const json = (status: number, body: string, extra?: Record<string, string>) =>
   new Response(body, { status, headers: { "content-type": "application/json; charset=utf-8", ...extra } });
 
-export function createApp(engine: Engine) {
+/** Options of createApp; every field has a default fit for production. */
+export interface AppOptions {
+  /** Plugins `.use()`d after the built-in routes (streams, dashboard); the guard covers them too. */
+  plugins?: AnyElysia[];
+  /** Token bucket per ingest key (or client IP without one) on POST /api/events; false turns it off. */
+  rateLimit?: { rate: number; burst: number; maxBuckets?: number } | false;
+  /** Take the client IP from the first X-Forwarded-For entry (only behind a proxy that sets it). */
+  trustProxy?: boolean;
+  /** Client IP of a request, e.g. `(r) => server.requestIP(r)?.address` when serving with `app.handle`. */
+  clientIp?: (request: Request) => string | null | undefined;
+  /** An Auth shared with code outside the app (e.g. a WebSocket upgrade in Bun.serve's fetch); default one built from the config. */
+  auth?: Auth;
+  /** Session-cookie signing key; default random per process (sessions end with the process). */
+  sessionSecret?: string | Uint8Array;
+  /** Session lifetime in ms, default 12 h. */
+  sessionTtlMs?: number;
+  /** Milliseconds clock for sessions and rate limits; injectable for tests. */
+  now?: () => number;
+}
+
+/** Default ingest rate limit per key or client: requests per second and burst. */
+export const DEFAULT_RATE_LIMIT = { rate: 2_000, burst: 4_000 } as const;
+
+/** The whole HTTP application over one engine. */
+export function createApp(engine: Engine, extras: AppOptions = {}) {
   const cfg = engine.config;
   const maxSpan = Math.max(cfg.retention["1s"], cfg.retention["1m"], cfg.retention["1h"]);
   const range = (q: Record<string, string | undefined>) => parseRange(q, Date.now(), maxSpan);
 
-  return new Elysia()
+  const auth = extras.auth ?? createAuth(cfg, { sessionSecret: extras.sessionSecret, sessionTtlMs: extras.sessionTtlMs, now: extras.now });
+  const rl = extras.rateLimit ?? DEFAULT_RATE_LIMIT;
+  const limiter = rl === false ? null : createRateLimiter({ ...rl, now: extras.now });
+
+  const app = new Elysia()
+    .use(guardPlugin({ auth, limiter, trustProxy: extras.trustProxy, clientIp: extras.clientIp }))
     .onError(({ error, code }) => {
       if (error instanceof HttpError) return json(error.status, errorBody(error.code, error.message));
       if (code === "NOT_FOUND") return json(404, errorBody("not_found", "no such endpoint"));
@@ -26,6 +62,8 @@ export function createApp(engine: Engine) {
       console.error(JSON.stringify({ level: "error", ns: "Http", msg: "unhandled", message: String(error) }));
       return json(500, errorBody("internal", "internal error"));
     })
+    .use(openapiPlugin(pkg.version))
+    .use(loginRoutes(auth))
     .post(
       "/api/events",
       async ({ request }) => {
@@ -43,12 +81,12 @@ export function createApp(engine: Engine) {
         const r = await engine.door.ingest(bytes, request.headers.get("content-type"));
         return json(r.status, JSON.stringify(r.body));
       },
-      { parse: "none" },
+      { parse: "none", detail: ROUTE_DOCS["POST /api/events"] },
     )
     .get("/api/metrics/summary", async ({ query }) => {
       const { from, to } = range(query);
       return engine.summary(from, to);
-    })
+    }, { detail: ROUTE_DOCS["GET /api/metrics/summary"] })
     .get("/api/metrics/timeseries", async ({ query }) => {
       const { from, to } = range(query);
       const metric = parseEnum("metric", query.metric, TIMESERIES_METRICS, "events");
@@ -66,35 +104,40 @@ export function createApp(engine: Engine) {
       if (points > MAX_POINTS)
         throw new HttpError(400, "too_many_points", `${points} points requested; use a coarser step or a shorter range (max ${MAX_POINTS})`);
       return { metric, step: stepName, points: await engine.timeseries(metric, typeIndex, step, from, to) };
-    })
+    }, { detail: ROUTE_DOCS["GET /api/metrics/timeseries"] })
     .get("/api/products/top", async ({ query }) => {
       const { from, to } = range(query);
       const by = parseEnum("by", query.by, TOP_BY, "views");
       const limit = parseIntParam("limit", query.limit, 1, 100, 10);
       return { by, items: await engine.top(by, limit, from, to) };
-    })
+    }, { detail: ROUTE_DOCS["GET /api/products/top"] })
     .get("/api/funnel", async ({ query }) => {
       const { from, to } = range(query);
       return engine.funnel(from, to);
-    })
+    }, { detail: ROUTE_DOCS["GET /api/funnel"] })
     .get("/api/performance", async ({ query }) => {
       const { from, to } = range(query);
       return engine.performance(from, to);
-    })
+    }, { detail: ROUTE_DOCS["GET /api/performance"] })
     .get("/api/campaigns", async ({ query }) => {
       const { from, to } = range(query);
       return engine.campaigns(from, to);
-    })
+    }, { detail: ROUTE_DOCS["GET /api/campaigns"] })
     .get("/api/inventory", async ({ query }) => {
       const { from, to } = range(query);
       const low = query.lowStock === undefined || query.lowStock === "" ? null : parseIntParam("lowStock", query.lowStock, 0, 2 ** 31 - 1, 10);
       const limit = parseIntParam("limit", query.limit, 1, 1000, 100);
       return engine.inventory(low, limit, from, to);
-    })
-    .get("/health", () => ({ status: "ok" }))
-    .get("/ready", () =>
-      engine.ready()
-        ? { status: "ready", watermark: Number.isFinite(engine.aggregator.watermark.value) ? new Date(engine.aggregator.watermark.value).toISOString() : null }
-        : json(503, JSON.stringify({ status: "not_ready" })),
+    }, { detail: ROUTE_DOCS["GET /api/inventory"] })
+    .get("/health", () => ({ status: "ok" }), { detail: ROUTE_DOCS["GET /health"] })
+    .get(
+      "/ready",
+      () =>
+        engine.ready()
+          ? { status: "ready", watermark: Number.isFinite(engine.aggregator.watermark.value) ? new Date(engine.aggregator.watermark.value).toISOString() : null }
+          : json(503, JSON.stringify({ status: "not_ready" })),
+      { detail: ROUTE_DOCS["GET /ready"] },
     );
+  for (const p of extras.plugins ?? []) app.use(p);
+  return app;
 }
