@@ -8,3 +8,5 @@ export { guardPlugin, type GuardOptions } from "./guard.ts";
 export { ErrorSchema, Schemas, errorResponses, queryParameters } from "./openapi.ts";
 export { createRateLimiter, type RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
 export { CONTENT_SECURITY_POLICY, INGEST_CORS_HEADERS, SECURITY_HEADERS } from "./security.ts";
+export { startLiveTopics, LIVE_CHANNEL, TOPICS, type LiveTopics, type LiveMessage, type LiveSnapshot } from "./live.ts";
+export { streamsPlugin, streamStats, type StreamsOptions, type StreamStats } from "./streams.ts";
