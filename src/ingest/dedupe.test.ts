@@ -1,4 +1,5 @@
-// Tests of exact eventId dedupe: horizon by partition clock, restore to an offset after restart, chunk pruning.
+// Tests of exact eventId dedupe: horizon by partition clock, restore to an offset after restart, chunk pruning, and the
+// compact id memory (collisions, non-ASCII and long ids, segment recycling) against a plain Map written from the rule.
 
 import { afterAll, describe, expect, it } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -6,7 +7,8 @@ import { heapStats } from "bun:jsc";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createDeduper } from "./dedupe.ts";
+import { createDeduper, createIdMemory } from "./dedupe.ts";
+import { LIMITS } from "./event-types.ts";
 
 const root = mkdtempSync(join(tmpdir(), "rtae-dedupe-"));
 let dirCount = 0;
@@ -78,6 +80,29 @@ function countChunks(dir: string, partition: number): Array<{ first_offset: numb
   } finally {
     db.close();
   }
+}
+
+/** The dedupe rule written plainly (id -> seen in a Map, expiry checked on read): the answer the compact memory must give. */
+function referenceMemory(horizon: number): { check(id: string, t: number): boolean; size(): number; reRecorded: number } {
+  const seenOf = new Map<string, number>();
+  let clock = -Infinity;
+  const ref = {
+    reRecorded: 0,
+    check(id: string, t: number): boolean {
+      const s = seenOf.get(id);
+      if (s !== undefined && s + horizon >= clock) return true;
+      if (s !== undefined) ref.reRecorded++;
+      if (t > clock) clock = t;
+      seenOf.set(id, clock);
+      return false;
+    },
+    size(): number {
+      let n = 0;
+      for (const s of seenOf.values()) if (s + horizon >= clock) n++;
+      return n;
+    },
+  };
+  return ref;
 }
 
 describe("dedupe", () => {
@@ -328,33 +353,272 @@ describe("dedupe", () => {
     c.close();
   });
 
-  it("prints the rate of 1 M checks and the memory per remembered id", () => {
+
+  it("stays exact when all ids share one hash, or a few, in a tiny index and tiny segments", () => {
+    for (const hashMask of [0, 3, 0xff, -1]) {
+      const h = 50;
+      const mem = createIdMemory(h, { minSlots: 2, segmentBytes: 64, hashMask });
+      const ref = referenceMemory(h);
+      const rnd = mulberry32(1000 + (hashMask & 0xffff));
+      const n = hashMask === 0 ? 4000 : 30_000;
+      const got: boolean[] = [];
+      const want: boolean[] = [];
+      const sizes: Array<[number, number]> = [];
+      let t = 0;
+      for (let i = 0; i < n; i++) {
+        if ((i & 3) === 0) t++;
+        // Mostly in order, some late events, and now and then a jump far past the horizon.
+        const r = rnd();
+        const time = r < 0.1 ? t - Math.floor(rnd() * 200) : r < 0.101 ? (t += 500) : t;
+        const id = `k${Math.floor(rnd() * 400)}`;
+        want.push(ref.check(id, time));
+        got.push(mem.check(id, time));
+        if (i % 997 === 0) sizes.push([mem.size(), ref.size()]);
+      }
+      expect(got).toEqual(want);
+      for (const [a, b] of sizes) expect(a).toBe(b);
+      expect(mem.size()).toBe(ref.size());
+      expect(want.filter(Boolean).length).toBeGreaterThan(n / 10);
+      expect(ref.reRecorded).toBeGreaterThan(n / 10);
+    }
+  });
+
+  it("keeps exact horizons for fractional, huge and infinite event times", () => {
+    const h = 2.5;
+    const mem = createIdMemory(h, { segmentBytes: 128, minSlots: 64 });
+    const ref = referenceMemory(h);
+    const rnd = mulberry32(5);
+    const got: boolean[] = [];
+    const want: boolean[] = [];
+    let maxBytes = 0;
+    let t = 0.1;
+    for (let i = 0; i < 20_000; i++) {
+      const r = rnd();
+      if (r < 0.6) t += 0.01; // not representable as an integer delta: goes to f64 segments
+      else if (r < 0.602) t += 2 ** 33; // past a u32 delta from the segment base
+      else if (r < 0.64) t = Math.floor(t) + 1;
+      const time = i === 0 ? -Infinity : t;
+      const id = `f${Math.floor(rnd() * 60)}`;
+      want.push(ref.check(id, time));
+      got.push(mem.check(id, time));
+      if (i % 500 === 0) {
+        expect(mem.size()).toBe(ref.size());
+        maxBytes = Math.max(maxBytes, mem.bytes()); // swept: live entries only
+      }
+    }
+    expect(got).toEqual(want);
+    expect(mem.size()).toBe(ref.size());
+    expect(want.filter(Boolean).length).toBeGreaterThan(1000);
+    // About 60 live entries share f64 segments; one segment per fractional entry would need 60 and more.
+    expect(maxBytes).toBeLessThanOrEqual(64 * 8 + 16 * 128);
+  });
+
+  it("tells apart non-ASCII ids, lone surrogates and UUID look-alikes, also after a restore", () => {
+    const uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    const ids = [
+      "é", "e\u0301", "中文", "中", "😀", "😀x", "\ud83d", "\ude00", "\ude00\ud83d", "\ud83d\ud83d", "a\ud800", "a\udbff",
+      "a\udc00", "a\ufffd", "a\uffff", "\u0000", "\u0000\u0000", "\u007f", "\u0080", "\u07ff", "\u0800", "\u{10ffff}",
+      uuid, uuid.toUpperCase(), uuid.slice(0, 9) + uuid.slice(9).toUpperCase(), "01234567-0123-0123-0123-012345678901",
+      uuid.slice(0, 35) + "g", uuid.slice(0, 35) + "é", uuid.replace("-", "0").slice(0, 35) + "-", `${uuid}\u0000`,
+      // A UUID and a 16-char string whose UTF-8 bytes equal the UUID's packed bytes: only the key header differs.
+      "00112233-4455-6677-0011-223344556677",
+      String.fromCharCode(0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77),
+    ];
+    expect(new Set(ids).size).toBe(ids.length);
+    // Plain UTF-8 would merge these two (both become U+FFFD), so the test can catch a lossy encoding.
+    expect(new TextEncoder().encode("a\ud800")).toEqual(new TextEncoder().encode("a\udbff"));
+
+    const dir = freshDir();
+    const d = createDeduper({ dir, horizonMs: 10 * MIN });
+    d.restore(0, 0, () => [], extract);
+    ids.forEach((id, o) => expect(d.check(0, id, o, 1000)).toBe(false));
+    ids.forEach((id, o) => expect(d.check(0, id, ids.length + o, 1000)).toBe(true));
+    expect(d.size(0)).toBe(ids.length);
+    d.flush(0);
+    d.close();
+
+    const r = createDeduper({ dir, horizonMs: 10 * MIN });
+    r.restore(0, 2 * ids.length, () => [], extract);
+    expect(r.size(0)).toBe(ids.length);
+    for (const id of ids) expect(r.check(0, id, 2 * ids.length, 1000)).toBe(true);
+    for (const other of ["a\ud801", "\ud83e", uuid.slice(0, 35) + "1", "e"]) {
+      expect(r.check(0, other, 2 * ids.length, 1000)).toBe(false);
+    }
+    r.close();
+  });
+
+  it("keeps ids at the 128-char limit exact, also when one id is larger than a segment", () => {
+    const max = LIMITS.idMax;
+    const ids: string[] = [];
+    for (const unit of ["x", "é", "中", "😀"]) {
+      const body = unit.repeat(Math.floor((max - 2) / unit.length));
+      for (const tail of ["aa", "ab", "ba", "\ud800a"]) {
+        const id = (body + tail).slice(0, max);
+        ids.push(id.padEnd(max, "z"));
+      }
+      ids.push(body.slice(0, max - 1)); // one shorter
+    }
+    ids.push("x".repeat(max), "x".repeat(max - 1));
+    const unique = [...new Set(ids)];
+    expect(unique.length).toBe(ids.length);
+    expect(ids.filter((id) => id.length === max).length).toBeGreaterThanOrEqual(16);
+    for (const segmentBytes of [64, 1024, 65536]) {
+      const h = 1; // with 20 checks per ms, about one id in seven expires before it comes again
+      const mem = createIdMemory(h, { segmentBytes, minSlots: 4 });
+      const ref = referenceMemory(h);
+      const rnd = mulberry32(segmentBytes);
+      const got: boolean[] = [];
+      const want: boolean[] = [];
+      for (let i = 0; i < 5000; i++) {
+        const id = ids[Math.floor(rnd() * ids.length)];
+        const t = Math.floor(i / 20);
+        want.push(ref.check(id, t));
+        got.push(mem.check(id, t));
+      }
+      expect(got).toEqual(want);
+      expect(mem.size()).toBe(ref.size());
+      expect(ref.reRecorded).toBeGreaterThan(100);
+    }
+  });
+
+  it("keeps keys exact on both sides of each header length boundary", () => {
+    const ids: string[] = [];
+    for (const n of [1, 251, 252, 253, 65_535, 65_536, 70_000]) {
+      const body = "k".repeat(n - 1);
+      ids.push(`${body}a`, `${body}b`);
+    }
+    ids.push("中".repeat(84), "中".repeat(83) + "a"); // 252 bytes and 251 bytes
+    for (const segmentBytes of [64, 65536]) {
+      const mem = createIdMemory(0, { segmentBytes, minSlots: 2 });
+      const ref = referenceMemory(0);
+      const got: boolean[] = [];
+      const want: boolean[] = [];
+      // Each id comes twice while live, then once more after a new id moved the clock past the (zero) horizon.
+      for (const [round, t] of [0, 0, 10].entries()) {
+        if (round === 2) expect([ref.check("tick", t), mem.check("tick", t)]).toEqual([false, false]);
+        for (const id of ids) {
+          want.push(ref.check(id, t));
+          got.push(mem.check(id, t));
+        }
+      }
+      expect(got).toEqual(want);
+      expect(want.filter(Boolean).length).toBe(ids.length);
+      expect(mem.size()).toBe(ids.length + 1);
+      // Expiry walks the arena entry by entry, reading each key's length from its header.
+      mem.check("tock", 20);
+      expect(mem.size()).toBe(1);
+    }
+  });
+
+  it("recycles arena segments in a steady stream: 3 M ids keep size and bytes bounded", () => {
+    const H = 10_000;
+    const PER_MS = 10;
+    const t0 = 1_700_000_000_000;
+    const mem = createIdMemory(H);
+    // UUID-shaped (so they pack) and cheap to make: the last group counts.
+    const idOf = (i: number): string => `6ba7b810-9dad-41d1-80b4-${(0x800000000000 + i).toString(16)}`;
+    const N = 3_000_000;
+    const steadyFrom = 4 * H * PER_MS;
+    let firstSteady = -1;
+    let maxSteady = 0;
+    let checkpoints = 0;
+    let dupsWrong = 0;
+    for (let i = 0; i < N; i++) {
+      const t = t0 + Math.floor(i / PER_MS);
+      if (mem.check(idOf(i), t)) dupsWrong++;
+      // A resend of a recent id is a duplicate and changes nothing.
+      if (i % 1000 === 999 && !mem.check(idOf(i - 5), t)) dupsWrong++;
+      if ((i + 1) % 100_000 === 0) {
+        // Ids at times >= now - H are alive: all of them, counted by arithmetic.
+        const now = Math.floor(i / PER_MS);
+        const live = i + 1 - Math.max(0, (now - H) * PER_MS);
+        expect(mem.size()).toBe(live);
+        const bytes = mem.bytes();
+        expect(bytes).toBeGreaterThanOrEqual(live * 17); // a packed UUID cannot take less
+        if (i + 1 >= steadyFrom) {
+          if (firstSteady < 0) firstSteady = bytes;
+          maxSteady = Math.max(maxSteady, bytes);
+          checkpoints++;
+        }
+      }
+    }
+    expect(dupsWrong).toBe(0);
+    expect(checkpoints).toBeGreaterThan(20);
+    // Live ids hold at H * PER_MS; the footprint stays within a segment or two of where it settled.
+    expect(maxSteady).toBeLessThanOrEqual(firstSteady + 2 * 65536);
+    expect(maxSteady / (H * PER_MS)).toBeLessThan(64);
+  }, 60_000);
+
+  it("keeps a flushed, pruned deduper's footprint flat while partitions stream", () => {
+    const dir = freshDir();
+    const H = 2000;
+    const d = createDeduper({ dir, horizonMs: H });
+    const P = 2;
+    for (let p = 0; p < P; p++) d.restore(p, 0, () => [], extract);
+    const N = 200_000;
+    const samples: number[] = [];
+    for (let o = 0; o < N; o++) {
+      for (let p = 0; p < P; p++) d.check(p, `p${p}-${crypto.randomUUID()}`, o, 1000 + Math.floor(o / 10));
+      if ((o + 1) % 10_000 === 0) {
+        for (let p = 0; p < P; p++) d.flush(p, o + 1);
+        const now = Math.floor(o / 10);
+        expect(d.size()).toBe(P * (o + 1 - Math.max(0, (now - H) * 10)));
+        if (o + 1 >= 4 * H * 10) samples.push(d.memoryBytes?.() ?? Number.NaN);
+      }
+    }
+    expect(samples.length).toBeGreaterThan(5);
+    expect(Math.max(...samples)).toBeLessThanOrEqual(samples[0] + 4 * 65536);
+    // Expired chunks are pruned: what is left covers about one horizon.
+    expect(countChunks(dir, 0).length).toBeLessThanOrEqual(4);
+    d.close();
+  }, 30_000);
+
+  it("prints the rate of 1 M checks and the memory per remembered id, next to a Map baseline", () => {
     const d = createDeduper({ dir: freshDir(), horizonMs: 10 * MIN });
     const N = 1_000_000;
     const ids = new Array<string>(N);
-    Bun.gc(true);
-    const heapEmpty = heapStats().heapSize;
     for (let i = 0; i < N; i++) ids[i] = crypto.randomUUID();
+    // Every 10th check resends an id of the same partition 4 checks back; 4 partitions; 500 s of event time in all.
+    const idAt = (i: number): string => (i % 10 === 9 ? ids[i - 4] : ids[i]);
+    const timeAt = (i: number): number => 1_700_000_000_000 + (i >> 1);
     Bun.gc(true);
     const heapBefore = heapStats().heapSize;
     let dups = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < N; i++) {
-      // Every 10th check resends an id of the same partition 4 checks back; 4 partitions; 500 s of event time in all.
-      const id = i % 10 === 9 ? ids[i - 4] : ids[i];
-      if (d.check(i & 3, id, i >> 2, 1_700_000_000_000 + (i >> 1))) dups++;
-    }
-    const ms = performance.now() - t0;
+    let t = performance.now();
+    for (let i = 0; i < N; i++) if (d.check(i & 3, idAt(i), i >> 2, timeAt(i))) dups++;
+    const ms = performance.now() - t;
     for (let p = 0; p < 4; p++) d.flush(p);
     Bun.gc(true);
-    const perEntry = (heapStats().heapSize - heapBefore) / d.size();
-    const perId = (heapBefore - heapEmpty) / N;
+    const heapPerId = (heapStats().heapSize - heapBefore) / d.size();
+    const bytesPerId = (d.memoryBytes?.() ?? Number.NaN) / d.size();
+
+    // The former layout, one Map<string, number> per partition with the same rule, on the same stream.
+    const maps = [0, 1, 2, 3].map(() => new Map<string, number>());
+    const clocks = [-Infinity, -Infinity, -Infinity, -Infinity];
+    let mapDups = 0;
+    t = performance.now();
+    for (let i = 0; i < N; i++) {
+      const m = maps[i & 3];
+      const id = idAt(i);
+      const seen = m.get(id);
+      if (seen !== undefined && seen + 10 * MIN >= clocks[i & 3]) {
+        mapDups++;
+        continue;
+      }
+      clocks[i & 3] = Math.max(clocks[i & 3], timeAt(i));
+      m.set(id, clocks[i & 3]);
+    }
+    const mapMs = performance.now() - t;
+    const rate = (n: number, msTaken: number): string => Math.round((n / msTaken) * 1000).toLocaleString("en-US");
     console.log(
-      `dedupe: ${Math.round((N / ms) * 1000).toLocaleString("en-US")} checks/s; memory ${Math.round(perEntry)} B/entry ` +
-        `for the Map + ${Math.round(perId)} B per UUID id string (${d.size().toLocaleString("en-US")} ids)`,
+      `dedupe: ${rate(N, ms)} checks/s; ${bytesPerId.toFixed(1)} B/id held (memoryBytes), ` +
+        `${heapPerId.toFixed(1)} B/id heap growth (${d.size().toLocaleString("en-US")} UUID ids). ` +
+        `Map baseline: ${rate(N, mapMs)} checks/s, plus ~52 B per id string`,
     );
     expect(dups).toBe(N / 10);
+    expect(mapDups).toBe(N / 10);
     expect(d.size()).toBe(N - N / 10);
+    expect(bytesPerId).toBeLessThan(48);
     d.close();
-  });
+  }, 30_000);
 });
