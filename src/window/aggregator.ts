@@ -71,6 +71,13 @@ import {
   STEP_CHECKOUT,
   STEP_PURCHASE,
   STEP_VIEW,
+  S_BITS,
+  S_LAST,
+  S_PARTITION,
+  S_SOURCE,
+  S_SOURCE_TIME,
+  S_START,
+  S_STRIDE,
   createSessionTable,
   sessionKey,
   type SessionTable,
@@ -231,48 +238,73 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   const invDirty = new Set<number>();
 
   // per-record scratch (no allocation per event)
-  let lastKey = -1;
-  let lastWin: MemWindow | null = null;
   let curDropped = false;
   let curSource = DIRECT;
   let curSessionPane: Pane | null = null;
 
+  // Direct-mapped cache of 1 s windows per partition, indexed by second modulo RING. Partitions
+  // interleave in the stream (a single last-window cache missed about half the time) and `live` is
+  // keyed by doubles that the Map must box and hash. RING covers the span a live pane can be reached
+  // in (out-of-orderness + lateness); a collision or a partition beyond `partitions` falls back to
+  // the Map, so the cache never changes an answer.
+  const nParts = opts.partitions;
+  let RING = 64;
+  while (RING < (opts.outOfOrdernessMs + lateness) / SEC + 8 && RING < 4096) RING *= 2;
+  const ringMask = RING - 1;
+  const ring: Array<MemWindow | null> = new Array<MemWindow | null>(nParts * RING).fill(null);
+
   function liveWindow(p: number, t: number): MemWindow | null {
-    const start = floorTo(t, SEC);
+    const sec = Math.floor(t / SEC);
+    const start = sec * SEC; // = floorTo(t, SEC)
+    const cacheable = p >= 0 && p < nParts;
+    const ri = p * RING + (sec & ringMask);
+    if (cacheable) {
+      const c = ring[ri];
+      // purgeTo evicts windows as they leave LIVE, so a hit is always a live window
+      if (c !== null && c.start === start) return c;
+    }
     const k = wkey(start, p);
-    if (k === lastKey && lastWin !== null && lastWin.state === LIVE) return lastWin;
     let w = live.get(k);
     if (w === undefined) {
       if (start + SEC + lateness <= wm.value) return null; // purged: too late for a live pane
       w = { res: SEC, start, partition: p, state: LIVE, pane: createPane() };
       live.set(k, w);
     } else if (w.state !== LIVE) return null;
-    lastKey = k;
-    lastWin = w;
+    if (cacheable) ring[ri] = w;
     return w;
   }
 
-  /** A pane to add a delta for (partition p, time t) at every resolution that already absorbed it. */
-  function forEachTarget(p: number, t: number, fn: (pane: Pane) => void): void {
+  // Reusable target list for deltas to already-accounted windows (session moves, step changes,
+  // late drops, duplicates): filled by `targets`, read by a plain loop, so no closure per call.
+  const targetPanes: Pane[] = [];
+
+  /**
+   * Fills `targetPanes` with the panes that must take a delta for (partition p, time t): the live
+   * 1 s pane if there is one, else every resolution that already absorbed that time (memory windows
+   * or corrections). Marks memory panes dirty. Returns how many were filled.
+   */
+  function targets(p: number, t: number): number {
     const w1 = liveWindow(p, t);
     if (w1) {
-      fn(w1.pane);
       w1.pane.dirty = true;
-      return; // rollups receive it when the pane is purged
+      targetPanes[0] = w1.pane;
+      return 1; // rollups receive it when the pane is purged
     }
-    for (const res of [SEC, MIN, HOUR] as const) {
+    let n = 0;
+    for (let res: Res = SEC; ; res = res === SEC ? MIN : HOUR) {
       const start = floorTo(t, res);
       const mem = byRes(res).get(wkey(start, p));
       if (mem && !mem.captured) {
-        fn(mem.pane);
         mem.pane.dirty = true;
-        if (mem.state === PARTIAL || mem.state === LIVE) return; // the next level gets it by merging later
+        targetPanes[n++] = mem.pane;
+        if (mem.state === PARTIAL || mem.state === LIVE) return n; // the next level gets it by merging later
       } else {
         const ck = `${res}:${start}:${p}`;
         let c = corrections.get(ck);
         if (!c) corrections.set(ck, (c = { res, start, partition: p, state: FLUSHING, pane: createPane() }));
-        fn(c.pane);
+        targetPanes[n++] = c.pane;
       }
+      if (res === HOUR) return n;
     }
   }
 
@@ -288,21 +320,28 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
 
   // session-level contributions (funnel + campaign sessions) live in the pane of the session start
   function addSession(slot: number, sign: number): void {
-    const bits = sessions.bits[slot];
-    const src = sessions.source[slot];
-    forEachTarget(sessions.partition[slot], sessions.start[slot], (pane) => {
+    const rec = sessions.rec;
+    const o = slot * S_STRIDE;
+    const bits = rec[o + S_BITS];
+    const src = rec[o + S_SOURCE];
+    const n = targets(rec[o + S_PARTITION], rec[o + S_START]);
+    for (let i = 0; i < n; i++) {
+      const pane = targetPanes[i];
       funnelDelta(pane, bits, sign);
-      const g = campaignsOf(pane);
-      addTo(g, src, G_SESSIONS, sign);
-    });
+      addTo(campaignsOf(pane), src, G_SESSIONS, sign);
+    }
   }
   function changeBits(slot: number, newBits: number): void {
-    const oldBits = sessions.bits[slot];
-    forEachTarget(sessions.partition[slot], sessions.start[slot], (pane) => {
+    const rec = sessions.rec;
+    const o = slot * S_STRIDE;
+    const oldBits = rec[o + S_BITS];
+    const n = targets(rec[o + S_PARTITION], rec[o + S_START]);
+    for (let i = 0; i < n; i++) {
+      const pane = targetPanes[i];
       funnelDelta(pane, oldBits, -1);
       funnelDelta(pane, newBits, 1);
-    });
-    sessions.bits[slot] = newBits;
+    }
+    rec[o + S_BITS] = newBits;
   }
 
   const STEP_OF = [0, STEP_VIEW, STEP_CART, 0, STEP_CHECKOUT, STEP_PURCHASE, 0];
@@ -310,45 +349,50 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   function touchSession(p: number, kind: number, t: number, lo: number, hi: number, src: number): number {
     const k = sessionKey(lo, hi);
     let slot = sessions.slotOf(k);
-    if (slot >= 0 && t > sessions.last[slot] + gap) {
+    // only open() can rebuild the table (moving rows), so `rec` and `o` are re-read after it
+    let rec = sessions.rec;
+    let o = slot * S_STRIDE;
+    if (slot >= 0 && t > rec[o + S_LAST] + gap) {
       // the old session ended with this gap; its contributions stay where they are
       slot = -1;
     }
     if (slot < 0) {
       slot = sessions.open(k, p, t);
+      rec = sessions.rec;
+      o = slot * S_STRIDE;
       if (src >= 0) {
-        sessions.source[slot] = src;
-        sessions.sourceTime[slot] = t;
+        rec[o + S_SOURCE] = src;
+        rec[o + S_SOURCE_TIME] = t;
       }
-      sessions.bits[slot] = STEP_OF[kind];
+      rec[o + S_BITS] = STEP_OF[kind];
       addSession(slot, 1);
       return slot;
     }
     let changed = false;
-    if (t < sessions.start[slot]) {
+    if (t < rec[o + S_START]) {
       // an earlier event arrived late: the session moves to the window of its new first event
       addSession(slot, -1);
-      sessions.start[slot] = t;
+      rec[o + S_START] = t;
       addSession(slot, 1);
       changed = true;
     }
-    if (src >= 0 && t < sessions.sourceTime[slot] && sessions.source[slot] !== src) {
-      addSession(slot, -1);
-      sessions.source[slot] = src;
-      sessions.sourceTime[slot] = t;
-      addSession(slot, 1);
-      changed = true;
-    } else if (src >= 0 && t < sessions.sourceTime[slot]) {
-      sessions.sourceTime[slot] = t;
+    if (src >= 0 && t < rec[o + S_SOURCE_TIME]) {
+      if (rec[o + S_SOURCE] !== src) {
+        addSession(slot, -1);
+        rec[o + S_SOURCE] = src;
+        rec[o + S_SOURCE_TIME] = t;
+        addSession(slot, 1);
+      } else rec[o + S_SOURCE_TIME] = t;
       changed = true;
     }
     const step = STEP_OF[kind];
-    if (step && !(sessions.bits[slot] & step)) {
-      changeBits(slot, sessions.bits[slot] | step);
+    const bits = rec[o + S_BITS];
+    if (step && !(bits & step)) {
+      changeBits(slot, bits | step);
       changed = true;
     }
-    if (t > sessions.last[slot]) {
-      sessions.last[slot] = t;
+    if (t > rec[o + S_LAST]) {
+      rec[o + S_LAST] = t;
       changed = true;
     }
     if (changed) sessions.touched(slot);
@@ -356,9 +400,8 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   }
 
   function dropLate(p: number, offset: number, t: number, kind: number): void {
-    forEachTarget(p, t, (pane) => {
-      pane.core[C_LATE_DROPPED] += 1;
-    });
+    const n = targets(p, t);
+    for (let i = 0; i < n; i++) targetPanes[i].core[C_LATE_DROPPED] += 1;
     late.push({
       partition: p,
       offset,
@@ -403,9 +446,8 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     } else if (kind === K_SKIP) {
       // dead-lettered upstream: only the offset moves
     } else if (kind === K_DUPLICATE) {
-      forEachTarget(p, t, (pane) => {
-        pane.core[C_DUPLICATES] += 1;
-      });
+      const n = targets(p, t);
+      for (let i = 0; i < n; i++) targetPanes[i].core[C_DUPLICATES] += 1;
     } else {
       wm.observe(p, t);
       const w = liveWindow(p, t);
@@ -447,7 +489,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
               break;
             case K_PURCHASE: {
               core[C_ORDERS] += 1;
-              curSource = sessions.source[slot];
+              curSource = sessions.rec[slot * S_STRIDE + S_SOURCE];
               curSessionPane = pane;
               const g = campaignsOf(pane);
               addTo(g, curSource, G_ORDERS, 1);
@@ -478,11 +520,16 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
 
   function purgeTo(map: Map<number, MemWindow>, res: Res, wmv: number, into: Map<number, MemWindow> | null, intoRes: Res): boolean {
     let any = false;
-    for (const [k, w] of map) {
+    for (const w of map.values()) {
       if (w.state === FLUSHING || w.start + res + lateness > wmv) continue;
       w.state = FLUSHING;
       flushQueue.push(w);
       openDeleted.push({ res, start: w.start, partition: w.partition });
+      if (res === SEC && w.partition >= 0 && w.partition < nParts) {
+        // the cache only ever holds LIVE windows, so purged panes are not kept alive by it
+        const ri = w.partition * RING + (Math.floor(w.start / SEC) & ringMask);
+        if (ring[ri] === w) ring[ri] = null;
+      }
       if (into) {
         const ps = floorTo(w.start, intoRes);
         const pk = wkey(ps, w.partition);
@@ -493,7 +540,6 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
         }
         mergePane(parent.pane, w.pane);
       }
-      if (k === lastKey) lastWin = null;
       any = true;
     }
     return any;
@@ -540,16 +586,19 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     const closed = sessions.drainClosed();
     const slots: number[] = [];
     if (fullSessions) sessions.forEach((slot) => slots.push(slot));
+    const rec = sessions.rec;
     for (const slot of fullSessions ? slots : changed) {
-      const src = sessions.source[slot];
+      const o = slot * S_STRIDE;
+      const src = rec[o + S_SOURCE];
+      const sourceTime = rec[o + S_SOURCE_TIME];
       sess.push({
-        partition: sessions.partition[slot],
-        key: sessions.key[slot],
-        start: sessions.start[slot],
-        last: sessions.last[slot],
-        bits: sessions.bits[slot],
+        partition: rec[o + S_PARTITION],
+        key: sessions.keyOf(slot),
+        start: rec[o + S_START],
+        last: rec[o + S_LAST],
+        bits: rec[o + S_BITS],
         source: src >= 0 ? dict.str(src) : null,
-        sourceTime: Number.isFinite(sessions.sourceTime[slot]) ? sessions.sourceTime[slot] : 8.64e15,
+        sourceTime: Number.isFinite(sourceTime) ? sourceTime : 8.64e15,
       });
     }
     const inventory: CheckpointCapture["inventory"] = [];
@@ -623,6 +672,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
 
   function restore(cp: Parameters<Aggregator["restore"]>[0]): void {
     for (const [p, o] of cp.offsets) applied.set(p, o);
+    ring.fill(null); // restored windows replace whatever the cache pointed at
     for (const row of cp.openWindows) {
       const res = row.res as Res;
       const w: MemWindow = {
@@ -636,10 +686,12 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     }
     for (const s of cp.sessions) {
       const slot = sessions.open(s.key, s.partition, s.start);
-      sessions.last[slot] = s.last;
-      sessions.bits[slot] = s.bits;
-      sessions.source[slot] = s.source === null ? -1 : dict.intern(s.source);
-      sessions.sourceTime[slot] = s.sourceTime >= 8.64e15 ? Infinity : s.sourceTime;
+      const rec = sessions.rec;
+      const o = slot * S_STRIDE;
+      rec[o + S_LAST] = s.last;
+      rec[o + S_BITS] = s.bits;
+      rec[o + S_SOURCE] = s.source === null ? -1 : dict.intern(s.source);
+      rec[o + S_SOURCE_TIME] = s.sourceTime >= 8.64e15 ? Infinity : s.sourceTime;
       sessions.touched(slot);
     }
     sessions.drainDirty();

@@ -1,21 +1,43 @@
-// Open sessions (30 min event-time gap) as struct-of-arrays keyed by a 53-bit session hash:
-// no object per session or event. Closing is driven by the watermark through per-minute buckets.
+// Open sessions (30 min event-time gap) in one open-addressing hash table keyed by the 53-bit session
+// hash, whose cells are the session rows themselves: a lookup lands on the row it needs (one cache line,
+// no separate index, no object per session or event). Closing is driven by the watermark through per-minute buckets.
 
 export const STEP_VIEW = 1;
 export const STEP_CART = 2;
 export const STEP_CHECKOUT = 4;
 export const STEP_PURCHASE = 8;
 
+// Columns of a session row in `rec` (row = slot * S_STRIDE; a slot is a table cell). With 100 k+ open
+// sessions the table is far larger than the caches, so an event's cost is the number of distinct cache
+// lines it touches: a separate key index and struct-of-arrays columns cost one miss each.
+export const S_START = 0;
+export const S_LAST = 1;
+/** time of the event that set the source; Infinity while none did */
+export const S_SOURCE_TIME = 2;
+/** key + 1: 0 marks a free cell (fresh arrays need no fill), -1 a deleted one (tombstone) */
+const S_KEY1 = 3;
+export const S_BITS = 4;
+/** dictionary id, -1 = direct / none yet */
+export const S_SOURCE = 5;
+export const S_PARTITION = 6;
+/** minute bucket the slot was last filed under (-1 = none) */
+const S_FILED = 7;
+export const S_STRIDE = 8;
+
+const FREE = 0;
+const DELETED = -1;
+
 export interface SessionTable {
-  slotOf(key: number): number; // -1 when absent
-  open(key: number, partition: number, t: number): number; // new session in a (possibly reused) slot
-  readonly start: Float64Array;
-  readonly last: Float64Array;
-  readonly sourceTime: Float64Array;
-  readonly bits: Uint8Array;
-  readonly source: Int32Array; // dictionary id, -1 = direct / none yet
-  readonly partition: Int32Array;
-  readonly key: Float64Array;
+  /** slot of an open session, -1 when absent */
+  slotOf(key: number): number;
+  /**
+   * New session in the key's slot (reused when the key is still open). May rebuild the table, which
+   * moves rows: re-read `rec`, and do not hold slots from before the call.
+   */
+  open(key: number, partition: number, t: number): number;
+  /** session rows, S_STRIDE doubles per slot (replaced when the table grows) */
+  readonly rec: Float64Array;
+  keyOf(slot: number): number;
   /** note that slot's last time changed (re-buckets it for closing) */
   touched(slot: number): void;
   /** close sessions with last + gap < watermark; returns the keys closed */
@@ -34,59 +56,96 @@ export function sessionKey(lo: number, hi: number): number {
   return (hi & 0x1fffff) * 4294967296 + (lo >>> 0);
 }
 
+/**
+ * Linear probing with tombstones rather than backward-shift deletion, so rows never move except when
+ * the whole table is rebuilt (on growth, or when tombstones pile up); the rebuild renumbers the slots
+ * held in the dirty list and the minute buckets.
+ */
 export function createSessionTable(initial = 1024): SessionTable {
-  let cap = initial;
-  let start = new Float64Array(cap);
-  let last = new Float64Array(cap);
-  let sourceTime = new Float64Array(cap);
-  let bits = new Uint8Array(cap);
-  let source = new Int32Array(cap);
-  let partition = new Int32Array(cap);
-  let key = new Float64Array(cap);
-  // minute bucket a slot was last filed under (-1 = none), and a dirty flag per slot: a session's
-  // `last` moves with nearly every event, so filing and dirty-marking must not allocate per event
-  let filed = new Float64Array(cap).fill(-1);
+  let cap = 1;
+  while (cap < initial * 2) cap *= 2;
+  let mask = cap - 1;
+  let rec = new Float64Array(cap * S_STRIDE);
+  // a dirty flag per slot: a session's `last` moves with nearly every event, so dirty-marking and
+  // filing must not allocate per event
   let dirtyFlag = new Uint8Array(cap);
-  let used = 0;
-  const free: number[] = [];
-  const index = createKeyIndex();
+  let size = 0;
+  let deleted = 0;
   const buckets = new Map<number, number[]>(); // minute of `last` -> slots (may hold stale entries)
   let dirty: number[] = [];
   let closed: Array<{ partition: number; key: number }> = [];
 
-  function grow() {
-    const n = cap * 2;
-    const g64 = (a: Float64Array) => {
-      const b = new Float64Array(n);
-      b.set(a);
-      return b;
-    };
-    start = g64(start);
-    last = g64(last);
-    sourceTime = g64(sourceTime);
-    key = g64(key);
-    const b8 = new Uint8Array(n);
-    b8.set(bits);
-    bits = b8;
-    const s32 = new Int32Array(n);
-    s32.set(source);
-    source = s32;
-    const p32 = new Int32Array(n);
-    p32.set(partition);
-    partition = p32;
-    const f = new Float64Array(n).fill(-1);
-    f.set(filed);
-    filed = f;
-    const d8 = new Uint8Array(n);
-    d8.set(dirtyFlag);
-    dirtyFlag = d8;
+  const home = (k: number) => (Math.imul((k >>> 0) ^ Math.imul((k / 4294967296) | 0, 0x9e3779b1), 0x85ebca6b) >>> 0) & mask;
+
+  // The last key find() missed and the first free or deleted cell of its probe run, where open()
+  // inserts it without probing again. Any change to the table (open, close, rebuild) forgets it.
+  let missKey = NaN;
+  let missCell = -1;
+
+  function find(k: number): number {
+    const k1 = k + 1;
+    let i = home(k);
+    let reusable = -1;
+    for (;;) {
+      const v = rec[i * S_STRIDE + S_KEY1];
+      if (v === k1) return i;
+      if (v === FREE) {
+        missKey = k;
+        missCell = reusable >= 0 ? reusable : i;
+        return -1;
+      }
+      if (v === DELETED && reusable < 0) reusable = i; // deleted cells do not end a probe run
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Re-inserts every live row into a table of `n` cells and renumbers the slots held elsewhere. */
+  function rebuild(n: number) {
+    const old = rec;
+    const oldDirty = dirtyFlag;
+    const oldCap = cap;
+    // locals, not the closure's `rec` / `mask`: this loop copies every row
+    const next = new Float64Array(n * S_STRIDE);
+    const nextDirty = new Uint8Array(n);
+    const m = n - 1;
+    const moved = new Int32Array(oldCap);
+    for (let s = 0, o = 0; s < oldCap; s++, o += S_STRIDE) {
+      const k1 = old[o + S_KEY1];
+      if (k1 <= 0) {
+        moved[s] = -1;
+        continue;
+      }
+      const k = k1 - 1;
+      let i = (Math.imul((k >>> 0) ^ Math.imul((k / 4294967296) | 0, 0x9e3779b1), 0x85ebca6b) >>> 0) & m; // home(k)
+      while (next[i * S_STRIDE + S_KEY1] !== FREE) i = (i + 1) & m;
+      const d = i * S_STRIDE;
+      for (let c = 0; c < S_STRIDE; c++) next[d + c] = old[o + c];
+      nextDirty[i] = oldDirty[s];
+      moved[s] = i;
+    }
+    rec = next;
+    dirtyFlag = nextDirty;
     cap = n;
+    mask = m;
+    deleted = 0;
+    missKey = NaN;
+    const renumber = (slots: number[]) => {
+      let w = 0;
+      for (let r = 0; r < slots.length; r++) {
+        const to = moved[slots[r]];
+        if (to >= 0) slots[w++] = to; // entries of closed sessions are stale: drop them
+      }
+      slots.length = w;
+    };
+    renumber(dirty);
+    for (const slots of buckets.values()) renumber(slots);
   }
 
   function bucket(slot: number) {
-    const m = Math.floor(last[slot] / MINUTE);
-    if (filed[slot] === m) return;
-    filed[slot] = m;
+    const o = slot * S_STRIDE;
+    const m = Math.floor(rec[o + S_LAST] / MINUTE);
+    if (rec[o + S_FILED] === m) return;
+    rec[o + S_FILED] = m;
     let b = buckets.get(m);
     if (!b) buckets.set(m, (b = []));
     b.push(slot);
@@ -100,51 +159,38 @@ export function createSessionTable(initial = 1024): SessionTable {
   }
 
   const table: SessionTable = {
-    slotOf(k) {
-      return index.get(k);
-    },
+    slotOf: find,
     open(k, p, t) {
-      let slot = index.get(k);
+      // touchSession calls slotOf first: a miss just now already found the cell to take
+      let slot = k === missKey ? -1 : find(k);
       if (slot < 0) {
-        if (free.length > 0) slot = free.pop()!;
-        else {
-          if (used === cap) grow();
-          slot = used++;
-        }
-        index.set(k, slot);
+        // keep at most 3/4 of the cells used or deleted (rows are adjacent, so probing a few is
+        // cheap, and a smaller table misses the caches less); grow when live rows pass half
+        if ((size + deleted + 1) * 4 > cap * 3) rebuild((size + 1) * 2 > cap ? cap * 2 : cap);
+        if (k !== missKey) find(k); // a rebuild forgot the cell: find it in the new table
+        slot = missCell;
+        if (rec[slot * S_STRIDE + S_KEY1] === DELETED) deleted--;
+        size++;
       }
-      start[slot] = t;
-      last[slot] = t;
-      sourceTime[slot] = Infinity;
-      bits[slot] = 0;
-      source[slot] = -1;
-      partition[slot] = p;
-      key[slot] = k;
-      filed[slot] = -1;
+      const o = slot * S_STRIDE;
+      rec[o + S_START] = t;
+      rec[o + S_LAST] = t;
+      rec[o + S_SOURCE_TIME] = Infinity;
+      rec[o + S_BITS] = 0;
+      rec[o + S_SOURCE] = -1;
+      rec[o + S_PARTITION] = p;
+      rec[o + S_KEY1] = k + 1;
+      rec[o + S_FILED] = -1;
+      missKey = NaN;
       bucket(slot);
       markDirty(slot);
       return slot;
     },
-    get start() {
-      return start;
+    get rec() {
+      return rec;
     },
-    get last() {
-      return last;
-    },
-    get sourceTime() {
-      return sourceTime;
-    },
-    get bits() {
-      return bits;
-    },
-    get source() {
-      return source;
-    },
-    get partition() {
-      return partition;
-    },
-    get key() {
-      return key;
+    keyOf(slot) {
+      return rec[slot * S_STRIDE + S_KEY1] - 1;
     },
     touched(slot) {
       markDirty(slot);
@@ -156,25 +202,28 @@ export function createSessionTable(initial = 1024): SessionTable {
         if (m >= limit) continue;
         buckets.delete(m);
         for (const slot of slots) {
-          const k = key[slot];
-          if (index.get(k) !== slot) continue; // already freed
-          if (filed[slot] !== m) continue; // filed under a later minute since
-          if (last[slot] + gapMs >= watermark) {
-            filed[slot] = -1;
+          const o = slot * S_STRIDE;
+          const k1 = rec[o + S_KEY1];
+          if (k1 <= 0) continue; // already closed
+          if (rec[o + S_FILED] !== m) continue; // filed under a later minute since
+          if (rec[o + S_LAST] + gapMs >= watermark) {
+            rec[o + S_FILED] = -1;
             bucket(slot);
             continue;
           }
           onClose(slot);
-          index.delete(k);
-          filed[slot] = -1;
+          rec[o + S_KEY1] = DELETED;
+          rec[o + S_FILED] = -1;
+          size--;
+          deleted++;
+          missKey = NaN;
           dirtyFlag[slot] = 0; // a stale entry may stay in `dirty`; drainDirty skips it
-          closed.push({ partition: partition[slot], key: k });
-          free.push(slot);
+          closed.push({ partition: rec[o + S_PARTITION], key: k1 - 1 });
         }
       }
     },
     get size() {
-      return index.size;
+      return size;
     },
     drainDirty() {
       const out: number[] = [];
@@ -190,91 +239,13 @@ export function createSessionTable(initial = 1024): SessionTable {
     drainClosed() {
       // a key that closed and opened again since the last drain is an upsert of the new session, not
       // a delete: the store applies upserts before deletes, so deleting it would lose the new session
-      const out = closed.filter((c) => index.get(c.key) < 0);
+      const out = closed.filter((c) => find(c.key) < 0);
       closed = [];
       return out;
     },
     forEach(fn) {
-      index.forEach(fn);
+      for (let s = 0; s < cap; s++) if (rec[s * S_STRIDE + S_KEY1] > 0) fn(s);
     },
   };
   return table;
-}
-
-/**
- * Open-addressing hash index from 53-bit session keys to slots (linear probing, backward-shift
- * deletion). A Map keyed by non-small-integer numbers boxes and hashes doubles on every lookup;
- * this keeps the per-event lookup to a few typed-array reads.
- */
-function createKeyIndex() {
-  let cap = 4096;
-  let mask = cap - 1;
-  let keys = new Float64Array(cap);
-  let slots = new Int32Array(cap).fill(-1);
-  let size = 0;
-  const home = (k: number) => (Math.imul((k >>> 0) ^ Math.imul((k / 4294967296) | 0, 0x9e3779b1), 0x85ebca6b) >>> 0) & mask;
-
-  function place(k: number, slot: number) {
-    let i = home(k);
-    while (slots[i] >= 0) i = (i + 1) & mask;
-    keys[i] = k;
-    slots[i] = slot;
-  }
-  function grow() {
-    const oldKeys = keys;
-    const oldSlots = slots;
-    cap *= 2;
-    mask = cap - 1;
-    keys = new Float64Array(cap);
-    slots = new Int32Array(cap).fill(-1);
-    for (let i = 0; i < oldSlots.length; i++) if (oldSlots[i] >= 0) place(oldKeys[i], oldSlots[i]);
-  }
-  function find(k: number): number {
-    let i = home(k);
-    while (slots[i] >= 0) {
-      if (keys[i] === k) return i;
-      i = (i + 1) & mask;
-    }
-    return -1;
-  }
-  return {
-    get(k: number): number {
-      const i = find(k);
-      return i < 0 ? -1 : slots[i];
-    },
-    set(k: number, slot: number): void {
-      const i = find(k);
-      if (i >= 0) {
-        slots[i] = slot;
-        return;
-      }
-      if ((size + 1) * 2 > cap) grow();
-      place(k, slot);
-      size++;
-    },
-    delete(k: number): void {
-      let i = find(k);
-      if (i < 0) return;
-      // backward shift: pull later entries of the probe run into the hole so lookups never stop early
-      let j = i;
-      for (;;) {
-        j = (j + 1) & mask;
-        if (slots[j] < 0) break;
-        const h = home(keys[j]);
-        const between = i <= j ? h > i && h <= j : h > i || h <= j;
-        if (between) continue;
-        keys[i] = keys[j];
-        slots[i] = slots[j];
-        i = j;
-      }
-      slots[i] = -1;
-      size--;
-    },
-    get size() {
-      return size;
-    },
-    forEach(fn: (slot: number) => void): void {
-      for (let i = 0; i < cap; i++) if (slots[i] >= 0) fn(slots[i]);
-    },
-  };
 }
