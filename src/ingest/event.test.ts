@@ -727,3 +727,11 @@ describe("the door end to end", () => {
     console.log(`parse+validate: ${Math.round((n / ms) * 1000).toLocaleString()} events/s (${(body.length / n).toFixed(0)} B/event)`);
   });
 });
+
+describe("event types", () => {
+  it("lists the types in the same order as the window layer's record kinds", async () => {
+    const { TYPES } = await import("../window/index.ts");
+    const { EVENT_TYPES } = await import("./event-types.ts");
+    expect([...TYPES]).toEqual([...EVENT_TYPES]);
+  });
+});

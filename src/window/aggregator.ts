@@ -51,6 +51,7 @@ import {
   K_PURCHASE,
   K_REMOVE_FROM_CART,
   K_SKIP,
+  TYPES,
   W_CATEGORY,
   W_KIND,
   W_LOAD_US,
@@ -88,16 +89,6 @@ export const SEC = 1000;
 export const MIN = 60_000;
 export const HOUR = 3_600_000;
 export type Res = typeof SEC | typeof MIN | typeof HOUR;
-
-const TYPE_NAMES = [
-  "page_view",
-  "product_view",
-  "add_to_cart",
-  "remove_from_cart",
-  "checkout",
-  "purchase",
-  "inventory_update",
-];
 
 /** Window lifecycle in memory: LIVE 1 s panes take events; PARTIAL rollups collect purged children;
  * FLUSHING windows wait for the checkpoint that writes them to the history store. */
@@ -406,7 +397,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       partition: p,
       offset,
       time: t,
-      type: TYPE_NAMES[kind] ?? "unknown",
+      type: TYPES[kind] ?? "unknown",
       reason:
         `event time ${new Date(t).toISOString()} is behind the watermark ${new Date(wm.value).toISOString()} ` +
         `by more than the allowed lateness (${lateness} ms): its window is already final`,

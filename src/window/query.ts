@@ -4,6 +4,7 @@
 import type { Aggregator, MemWindow, Res } from "./aggregator.ts";
 import { FLUSHING, HOUR, LIVE, MIN, PARTIAL, SEC } from "./aggregator.ts";
 import type { Dictionary } from "./dictionary.ts";
+import { TYPES } from "./record.ts";
 import {
   C_DUPLICATES,
   C_LATE_DROPPED,
@@ -151,16 +152,6 @@ export async function collect(
   }
   return out;
 }
-
-export const TYPES = [
-  "page_view",
-  "product_view",
-  "add_to_cart",
-  "remove_from_cart",
-  "checkout",
-  "purchase",
-  "inventory_update",
-] as const;
 
 const money = (cents: number) => Math.round(cents) / 100;
 const iso = (t: number) => new Date(t).toISOString();

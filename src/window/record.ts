@@ -25,7 +25,18 @@ export const W_QTY = 14;
 /** page load time in microseconds, -1 when absent. */
 export const W_LOAD_US = 15;
 
-/** Kinds 0..6 are the event types in EVENT_TYPES order. */
+/** Event type names by kind; the contract's list (ingest's EVENT_TYPES, asserted equal in its tests). */
+export const TYPES = [
+  "page_view",
+  "product_view",
+  "add_to_cart",
+  "remove_from_cart",
+  "checkout",
+  "purchase",
+  "inventory_update",
+] as const;
+
+/** Kinds 0..6 are the event types in TYPES order. */
 export const K_PAGE_VIEW = 0;
 export const K_PRODUCT_VIEW = 1;
 export const K_ADD_TO_CART = 2;

@@ -26,7 +26,7 @@ import {
   type Pane,
 } from "./pane.ts";
 import type { WindowReader } from "./query.ts";
-import { TYPES } from "./query.ts";
+import { TYPES } from "./record.ts";
 import {
   FLAG_END,
   K_DUPLICATE,
