@@ -55,13 +55,16 @@ export function freePort(): number {
  * Starts `rtae serve` on 127.0.0.1 with a fresh data dir and waits for GET /ready (bounded).
  * `bunArgs` go to the runtime before the script (e.g. --cpu-prof).
  */
-export async function startServer(extraArgs: string[] = [], readyTimeoutMs = 30_000, bunArgs: string[] = []): Promise<ServerChild> {
+export async function startServer(extraArgs: string[] = [], readyTimeoutMs = 30_000, bunArgs: string[] = [], fdLimit?: number): Promise<ServerChild> {
   hookExit();
   const dataDir = mkdtempSync(join(tmpdir(), "rtae-bench-"));
   const logPath = join(dataDir, "server.log");
   const port = freePort();
+  const argv = [process.execPath, ...bunArgs, "src/main.ts", "serve", "--data-dir", join(dataDir, "data"), "--port", String(port), "--host", HOST, "--demo-rate", "0", ...extraArgs];
+  // raise the open-file limit for the child only (up to the hard limit); exec keeps the pid
+  const cmd = fdLimit === undefined ? argv : ["sh", "-c", `ulimit -n ${fdLimit} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`, ...argv];
   const proc = Bun.spawn(
-    [process.execPath, ...bunArgs, "src/main.ts", "serve", "--data-dir", join(dataDir, "data"), "--port", String(port), "--host", HOST, "--demo-rate", "0", ...extraArgs],
+    cmd,
     { cwd: ROOT, stdout: Bun.file(logPath), stderr: Bun.file(join(dataDir, "server.err")), stdin: "ignore" },
   );
   let done = false;
@@ -125,6 +128,17 @@ export function memoryOf(pid: number): { rssMB: number; peakMB: number } {
   const s = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)\\s+kB`, "m").exec(s)?.[1] ?? NaN);
   return { rssMB: (kb("VmRSS") * 1024) / 1e6, peakMB: (kb("VmHWM") * 1024) / 1e6 };
+}
+
+/** Soft and hard open-file limits of a running process, from /proc/<pid>/limits (NaN when unreadable). */
+export function openFileLimit(pid: number): { soft: number; hard: number } {
+  try {
+    const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, "utf8"));
+    const n = (x: string | undefined) => (x === "unlimited" ? Infinity : Number(x));
+    return { soft: n(m?.[1]), hard: n(m?.[2]) };
+  } catch {
+    return { soft: NaN, hard: NaN };
+  }
 }
 
 /** Cumulative CPU seconds (user + system) of a whole process, exited threads included; 0 once it is gone. */

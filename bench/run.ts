@@ -1,15 +1,19 @@
 // `npm run bench`: window core records/s, durable HTTP NDJSON ingest (accepted/s and end to end), resident
-// memory at 100 k users / 10 k products, on this machine; prints a table and writes bench/out/latest.json.
+// memory at 100 k users / 10 k products, and the live serving (freshness, last-hour summary under load, SSE
+// fan-out, memory per client), on this machine; prints a table and writes bench/out/latest.json.
 // Every loop is bounded in count and time; child servers listen on 127.0.0.1 only and are always stopped.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { summariseProfile } from "./cpu-profile.ts";
+import { fanoutBench, type FanoutResult } from "./fanout.ts";
+import { freshnessBench, type FreshnessResult } from "./freshness.ts";
 import { buildBatches, readMemory, runIngest, runTransportOnly, type Batches } from "./http-ingest.ts";
 import { profileIngest } from "./ingest-profile.ts";
 import { loadAverage, machineFacts, withContention, type Contention } from "./machine.ts";
 import { processCpuS, serverLogTail, startServer, stopAll, type ServerChild } from "./proc.ts";
+import { summaryLoadBench, type SummaryLoadResult } from "./summary-load.ts";
 import { buildRecords, type RecordSet } from "./records.ts";
 import { applyRun, handoffRun, type ApplyRun } from "./window-core.ts";
 
@@ -17,8 +21,11 @@ const PARTITIONS = 8;
 const USERS = 100_000;
 const PRODUCTS = 10_000;
 
+const ONLY = ["all", "window", "ingest", "freshness", "summary", "fanout", "live"] as const;
+
 interface Options {
-  only: "all" | "window" | "ingest";
+  /** "live" = freshness + summary + fanout */
+  only: (typeof ONLY)[number];
   windowRecords: number;
   ingestEvents: number;
   perBatch: number;
@@ -26,10 +33,20 @@ interface Options {
   ingestMaxMs: number;
   /** run the ingest server under --cpu-prof and summarise where its main thread went (slows it down) */
   profileServer: boolean;
+  freshnessRates: number[];
+  freshnessPhaseMs: number;
+  historyEvents: number;
+  summaryLoops: number;
+  summaryMs: number;
+  fanoutClients: number;
+  fanoutWindowMs: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { only: "all", windowRecords: 5_000_000, ingestEvents: 1_000_000, perBatch: 1000, concurrency: 6, ingestMaxMs: 20_000, profileServer: false };
+  const o: Options = { only: "all", windowRecords: 5_000_000, ingestEvents: 1_000_000, perBatch: 1000, concurrency: 6, ingestMaxMs: 20_000, profileServer: false,
+    freshnessRates: [1_000, 10_000, 50_000], freshnessPhaseMs: 10_000, historyEvents: 500_000, summaryLoops: 8, summaryMs: 10_000,
+    fanoutClients: 1_000, fanoutWindowMs: 10_000,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => {
@@ -44,17 +61,26 @@ function parseArgs(argv: string[]): Options {
     };
     if (a === "--only") {
       const x = v();
-      if (x !== "all" && x !== "window" && x !== "ingest") throw new Error("--only is all, window or ingest");
-      o.only = x;
+      const k = ONLY.find((y) => y === x);
+      if (k === undefined) throw new Error(`--only is one of ${ONLY.join(", ")}`);
+      o.only = k;
     } else if (a === "--quick") {
       o.windowRecords = 1_000_000;
       o.ingestEvents = 200_000;
-    } else if (a === "--records") o.windowRecords = int(10_000, 20_000_000);
+      o.freshnessPhaseMs = 5_000;
+      o.historyEvents = 200_000;
+      o.summaryMs = 5_000;
+      o.fanoutWindowMs = 5_000;
+    } else if (a === "--clients") o.fanoutClients = int(10, 5_000);
+    else if (a === "--history") o.historyEvents = int(10_000, 2_000_000); else if (a === "--records") o.windowRecords = int(10_000, 20_000_000);
     else if (a === "--events") o.ingestEvents = int(10_000, 5_000_000);
     else if (a === "--batch") o.perBatch = int(1, 10_000);
     else if (a === "--concurrency") o.concurrency = int(1, 64);
     else if (a === "--profile-server") o.profileServer = true;
-    else throw new Error(`unknown option ${a} (--only all|window|ingest, --quick, --records n, --events n, --batch n, --concurrency n, --profile-server)`);
+    else
+      throw new Error(
+        `unknown option ${a} (--only ${ONLY.join("|")}, --quick, --records n, --events n, --batch n, --concurrency n, --profile-server, --clients n, --history n)`,
+      );
   }
   return o;
 }
@@ -220,6 +246,96 @@ async function ingestBench(o: Options) {
   }
 }
 
+/** A fresh `rtae serve` child for one live bench, with the CPU other processes took meanwhile. */
+async function onServer<T>(fdLimit: number | undefined, fn: (s: ServerChild) => Promise<T>): Promise<{ value: T; contention: Contention; fdLimit: number | undefined }> {
+  const server = await startServer([], 30_000, [], fdLimit);
+  say(`server ${server.url} pid ${server.pid} ready`);
+  try {
+    const r = await withContention(() => fn(server), () => processCpuS(server.pid));
+    return { ...r, fdLimit };
+  } catch (err) {
+    process.stderr.write(`server log tail:\n${serverLogTail(server)}\n`);
+    throw err;
+  } finally {
+    await server.stop();
+  }
+}
+
+const ms = (x: number) => fmt(x, x < 10 ? 1 : 0);
+
+function freshnessRows(r: FreshnessResult, c: Contention): Row[] {
+  const rows: Row[] = [];
+  for (const p of r.phases) {
+    const l = p.latencyMs;
+    const main = p.rate === 10_000;
+    const unseen = l.unseen > 0 ? ` (${l.unseen} of ${l.markers} never seen)` : "";
+    rows.push({
+      what: `freshness: 202 -> SSE overview delta @ ${fmt(p.rate)} ev/s`,
+      value: `p50 ${ms(l.p50)} / p99 ${ms(l.p99)} ms${unseen}`,
+      target: main ? "p99 < 100 ms" : "",
+      goal: main ? "p99 < 25 ms" : "",
+      status: main ? (l.unseen > 0 ? "MISSED" : verdict(l.p99, 100, 25, false)) : "info",
+    });
+    rows.push({ what: "  accepted (one POST in flight, paced)", value: `${fmt(p.ingest.acceptedPerSec)} ev/s, POST p99 ${ms(p.ingest.postLatencyMs.p99)} ms`, target: "", goal: "", status: p.ingest.keptUp ? "kept up" : "FELL BEHIND" });
+    const s = p.summaryLatencyMs;
+    rows.push({ what: "  same, first delta whose summary.events.total counts it", value: `p50 ${ms(s.p50)} / p99 ${ms(s.p99)} ms`, target: "", goal: "", status: "info" });
+  }
+  rows.push(contentionRow(c));
+  return rows;
+}
+
+function summaryRows(r: SummaryLoadResult, c: Contention, o: Options): Row[] {
+  const q = (x: { latencyMs: { p50: number; p99: number; max: number }; queriesPerSec: number }) =>
+    `p50 ${ms(x.latencyMs.p50)} / p99 ${ms(x.latencyMs.p99)} / max ${ms(x.latencyMs.max)} ms, ${fmt(x.queriesPerSec)} q/s`;
+  return [
+    {
+      what: `GET summary (last hour, ${fmt(r.backfill.accepted)} ev history), ${o.summaryLoops} loops + ${fmt(r.ingest.rate)} ev/s`,
+      value: q(r.loaded),
+      target: "p99 < 10 ms",
+      goal: "p99 < 2 ms",
+      status: r.loaded.failed > 0 ? "MISSED" : verdict(r.loaded.latencyMs.p99, 10, 2, false),
+    },
+    { what: "  1 loop, no ingest (one query's service time)", value: q(r.single), target: "", goal: "", status: "info" },
+    { what: `  ${o.summaryLoops} loops, no ingest`, value: q(r.idle), target: "", goal: "", status: "info" },
+    { what: `  GET /ready, ${o.summaryLoops} loops + ingest (HTTP + client floor)`, value: q(r.floor), target: "", goal: "", status: "info" },
+    { what: "  server main thread, no queries, no ingest", value: `${fmt(r.backgroundMainShare * 100)} % busy`, target: "", goal: "", status: "info" },
+    { what: "  concurrent ingest accepted", value: `${fmt(r.ingest.acceptedPerSec)} ev/s, POST p99 ${ms(r.ingest.postLatencyMs.p99)} ms`, target: "", goal: "", status: r.ingest.keptUp ? "kept up" : "FELL BEHIND" },
+    contentionRow(c),
+  ];
+}
+
+function fanoutRows(r: FanoutResult, c: Contention): Row[] {
+  const extra = [r.resyncs > 0 ? `${r.resyncs} resyncs` : "", r.streamsEnded > 0 ? `${r.streamsEnded} streams ended` : "", r.connectFailed > 0 ? `${r.connectFailed} failed to connect` : ""]
+    .filter((x) => x !== "")
+    .join(", ");
+  return [
+    {
+      what: `SSE fan-out: ${fmt(r.connected)}/${fmt(r.clients)} clients, ${fmt(r.ids)} deltas in ${fmt(r.windowMs / 1000)} s`,
+      value: (r.allDelivered ? "all delivered" : `${fmt(r.missing)} missing in ${fmt(r.clientsMissingAny)} clients`) + (extra ? ` (${extra})` : ""),
+      target: "all delivered",
+      goal: "",
+      status: r.allDelivered ? "met" : "MISSED",
+    },
+    { what: "  delivery lag vs the earliest receiver of each id", value: `p50 ${ms(r.lagMs.p50)} / p99 ${ms(r.lagMs.p99)} / max ${ms(r.lagMs.max)} ms`, target: "p99 < 200 ms", goal: "", status: r.lagMs.p99 < 200 ? "met" : "MISSED" },
+    {
+      what: `  CPU, share of one core: server / ${r.clientProcesses} client processes`,
+      value: `${fmt(r.serverCoreShare * 100)} % / ${r.clientCoreShare.map((x) => `${fmt(x * 100)} %`).join(" + ")}`,
+      target: "",
+      goal: "",
+      status: r.clientCoreShare.some((x) => x > 0.8) ? "CLIENT-BOUND" : "info",
+    },
+    {
+      what: `memory per idle SSE client (server RSS, 0 vs ${fmt(r.connected)})`,
+      value: `${fmt(r.memory.kbPerClient, 1)} KB (${fmt(r.memory.rss0MB, 1)} -> ${fmt(r.memory.rssIdleMB, 1)} MB)${r.memory.settledIdle ? "" : " (still moving)"}`,
+      target: "",
+      goal: "",
+      status: "info",
+    },
+    { what: "  server open-file limit (soft)", value: fmt(r.serverOpenFiles.soft), target: "", goal: "", status: r.serverOpenFiles.soft > r.clients + 100 ? "enough" : "TOO LOW" },
+    contentionRow(c),
+  ];
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const machine = machineFacts();
@@ -229,7 +345,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   let failed = false;
 
-  if (o.only !== "ingest") {
+  if (o.only === "all" || o.only === "window") {
     try {
       const w = await windowBench(o);
       result.window = w;
@@ -245,7 +361,7 @@ async function main(): Promise<void> {
     }
   }
 
-  if (o.only !== "window") {
+  if (o.only === "all" || o.only === "ingest") {
     try {
       const h = await ingestBench(o);
       result.http = h;
@@ -264,6 +380,52 @@ async function main(): Promise<void> {
       failed = true;
       result.httpError = (err as Error).stack ?? String(err);
       say(`ingest bench failed: ${result.httpError}`);
+    }
+  }
+  const live = (k: "freshness" | "summary" | "fanout") => o.only === "all" || o.only === "live" || o.only === k;
+  if (live("freshness")) {
+    try {
+      const { value, contention } = await onServer(undefined, (srv) => freshnessBench(srv, { rates: o.freshnessRates, phaseMs: o.freshnessPhaseMs, say }));
+      result.freshness = { ...value, contention };
+      rows.push(...freshnessRows(value, contention));
+    } catch (err) {
+      failed = true;
+      result.freshnessError = (err as Error).stack ?? String(err);
+      say(`freshness bench failed: ${result.freshnessError}`);
+    }
+  }
+  if (live("summary")) {
+    try {
+      const { value, contention } = await onServer(undefined, (srv) =>
+        summaryLoadBench(srv, { historyEvents: o.historyEvents, rate: 10_000, loops: o.summaryLoops, ms: o.summaryMs, say }),
+      );
+      result.summaryLoad = { ...value, contention };
+      rows.push(...summaryRows(value, contention, o));
+    } catch (err) {
+      failed = true;
+      result.summaryLoadError = (err as Error).stack ?? String(err);
+      say(`summary bench failed: ${result.summaryLoadError}`);
+    }
+  }
+  if (live("fanout")) {
+    try {
+      const { value, contention } = await onServer(65_536, (srv) =>
+        fanoutBench(srv, { clients: o.fanoutClients, processes: 2, rate: 2_000, windowMs: o.fanoutWindowMs, say }),
+      );
+      // the client processes are this bench's own load, not contention
+      const clientS = value.clientCpuS.reduce((a, x) => a + x, 0);
+      const foreign = Math.max(0, contention.foreignCpuS - clientS);
+      const adjusted: Contention = {
+        ...contention,
+        foreignCpuS: Math.round(foreign * 100) / 100,
+        foreignShare: contention.foreignCpuS > 0 ? Math.round(contention.foreignShare * (foreign / contention.foreignCpuS) * 1000) / 1000 : contention.foreignShare,
+      };
+      result.fanout = { ...value, contention: adjusted };
+      rows.push(...fanoutRows(value, adjusted));
+    } catch (err) {
+      failed = true;
+      result.fanoutError = (err as Error).stack ?? String(err);
+      say(`fan-out bench failed: ${result.fanoutError}`);
     }
   }
   result.totalMs = performance.now() - benchStart;
