@@ -55,6 +55,8 @@ export interface Engine {
   ready(): boolean;
   summary(from: number, to: number): Promise<ReturnType<typeof summaryOf>>;
   timeseries(metric: TimeseriesMetric, typeIndex: number, step: Res, from: number, to: number): Promise<Array<{ t: string; value: number }>>;
+  /** events per bucket by type (EVENT_TYPES order) and in total, in one pass: what live views poll */
+  eventCounts(step: Res, from: number, to: number): Promise<Array<{ t: number; byType: number[]; total: number }>>;
   top(by: TopBy, limit: number, from: number, to: number): Promise<Array<{ productId: string; value: number }>>;
   funnel(from: number, to: number): Promise<ReturnType<typeof funnelOf>>;
   performance(from: number, to: number): Promise<ReturnType<typeof performanceOf>>;
@@ -273,6 +275,20 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       for (let t = start; t < end; t += step)
         points.push({ t: new Date(t).toISOString(), value: pointValue(buckets.get(t), metric, typeIndex) });
       return points;
+    },
+    async eventCounts(step, from, to) {
+      const buckets = await collect(agg, store, from, to, ["core"], step);
+      const out: Array<{ t: number; byType: number[]; total: number }> = [];
+      const start = Math.floor(from / step) * step;
+      const end = Math.ceil(to / step) * step;
+      for (let t = start; t < end; t += step) {
+        const core = buckets.get(t)?.core;
+        const byType = [0, 0, 0, 0, 0, 0, 0];
+        let total = 0;
+        if (core) for (let i = 0; i < 7; i++) total += byType[i] = core[i];
+        out.push({ t, byType, total });
+      }
+      return out;
     },
     async top(by, limit, from, to) {
       return topProducts(await merged(from, to, ["products"]), agg.dict, by, limit);
