@@ -4,7 +4,7 @@
 import type { Config } from "./config.ts";
 import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWriter, type WorkerPool } from "./ingest/index.ts";
 import { logger, setLogLevel } from "./log.ts";
-import { createMemoryHotCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
+import { createMemoryHotCache, createReadCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
 import {
   HOUR,
   MIN,
@@ -91,6 +91,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     idleTimeoutMs: config.idleTimeoutMs,
     clock: options.clock,
   });
+  const reader = createReadCache(store, agg.dict);
   const cp = await store.loadCheckpoint();
   agg.restore(cp);
   log.info("restored checkpoint", {
@@ -189,6 +190,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       // TODO(distributed): async stores need a commit epoch that readers compare against.
       if (store.commitSync) store.commitSync(batch);
       else await store.commit(batch);
+      reader.written(windows);
       agg.committed(c);
       pool.committed(c.offsets);
       checkpoints++;
@@ -251,7 +253,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
   };
 
   async function merged(from: number, to: number, families: readonly Family[]) {
-    return (await collect(agg, store, from, to, families, undefined, retained())).get(0) ?? createPane();
+    return (await collect(agg, reader, from, to, families, undefined, retained())).get(0) ?? createPane();
   }
 
   async function summary(from: number, to: number) {
@@ -268,7 +270,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     ready: () => !stopped,
     summary,
     async timeseries(metric, typeIndex, step, from, to) {
-      const buckets = await collect(agg, store, from, to, familiesFor(metric), step);
+      const buckets = await collect(agg, reader, from, to, familiesFor(metric), step);
       const points: Array<{ t: string; value: number }> = [];
       const start = Math.floor(from / step) * step;
       const end = Math.ceil(to / step) * step;
@@ -277,7 +279,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       return points;
     },
     async eventCounts(step, from, to) {
-      const buckets = await collect(agg, store, from, to, ["core"], step);
+      const buckets = await collect(agg, reader, from, to, ["core"], step);
       const out: Array<{ t: number; byType: number[]; total: number }> = [];
       const start = Math.floor(from / step) * step;
       const end = Math.ceil(to / step) * step;
@@ -319,6 +321,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     stats() {
       return {
         ...agg.stats(),
+        readCache: reader.stats(),
         ...pool.stats(),
         watermark: agg.watermark.value,
         checkpoints,

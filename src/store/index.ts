@@ -2,3 +2,4 @@
 export * from "./types.ts";
 export { openSqliteHistory } from "./sqlite-history.ts";
 export { createMemoryHotCache } from "./memory-hot-cache.ts";
+export { createReadCache, type ReadCache } from "./read-cache.ts";

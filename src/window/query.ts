@@ -43,6 +43,11 @@ export interface WindowReader {
     from: number,
     to: number,
   ): Promise<Array<{ family: string; start: number; partition: number; value: Uint8Array }>>;
+  /**
+   * Optional: the stored windows of one segment already merged into one pane, with the
+   * `res:start:partition` keys they came from. Readers may cache it; the pane is never mutated.
+   */
+  readMerged?(families: readonly Family[], res: Res, from: number, to: number): Promise<{ pane: Pane; keys: Set<string> }>;
 }
 
 export interface Segment {
@@ -121,18 +126,29 @@ export async function collect(
     return p;
   };
   if (segs.length === 0) return out;
-  const pending = Promise.all(segs.map((s) => reader.readWindows(families, s.res, s.from, s.to)));
+  // a single-bucket query can take whole merged segments (cacheable) instead of rows
+  const merged = !step && reader.readMerged ? reader.readMerged.bind(reader) : null;
+  const pendingMerged = merged ? Promise.all(segs.map((s) => merged(families, s.res, s.from, s.to))) : null;
+  const pending = merged ? null : Promise.all(segs.map((s) => reader.readWindows(families, s.res, s.from, s.to)));
   // Snapshot memory right after issuing the reads: a window leaves memory only after its rows are
   // durable, so one that flushes while the reads are in flight is found in the store instead, and
   // one found in both is skipped below.
   const mem = [...agg.memWindows()].map((w) => ({ w, state: w.state }));
   const corr = [...agg.pendingCorrections()];
-  const reads = await pending;
-  const stored = new Set<string>();
-  for (let i = 0; i < segs.length; i++) {
-    for (const row of reads[i]) {
-      stored.add(`${segs[i].res}:${row.start}:${row.partition}`);
-      mergeEncoded(paneAt(row.start), row.family as Family, row.value, agg.dict);
+  let stored = new Set<string>();
+  if (pendingMerged) {
+    for (const m of await pendingMerged) {
+      mergePane(paneAt(0), m.pane);
+      if (stored.size === 0) stored = new Set(m.keys);
+      else for (const k of m.keys) stored.add(k);
+    }
+  } else {
+    const reads = await pending!;
+    for (let i = 0; i < segs.length; i++) {
+      for (const row of reads[i]) {
+        stored.add(`${segs[i].res}:${row.start}:${row.partition}`);
+        mergeEncoded(paneAt(row.start), row.family as Family, row.value, agg.dict);
+      }
     }
   }
   const segOf = (t: number): Segment | null => {
