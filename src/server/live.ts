@@ -81,6 +81,7 @@ export function startLiveTopics(engine: Engine, opts: LiveOptions = {}): LiveTop
   let summary: Value | null = null;
   // the cheapest of the last few summaries: one cold or contended call must not keep fast ticks off it
   const recentSummaryMs: number[] = [];
+  let lastSummaryAt = -Infinity;
   const summaryCost = () => (recentSummaryMs.length < 3 ? 0 : Math.min(...recentSummaryMs));
   let busy = false;
   let stopped = false;
@@ -237,8 +238,12 @@ export function startLiveTopics(engine: Engine, opts: LiveOptions = {}): LiveTop
       if (!slow && version === lastVersion) return;
       lastVersion = version;
       const t0 = performance.now();
-      // the last-hour summary rides on fast ticks only while it is cheap (a tenth of the period)
-      if (slow || summary === null || summaryCost() < fastMs / 10) await computeSummary(now);
+      // the last-hour summary rides on fast ticks (at most every 100 ms) while it is cheap (< 5 ms);
+      // otherwise it is refreshed on slow ticks only, so a large history cannot stall the stream
+      if (slow || summary === null || (summaryCost() < 5 && now - lastSummaryAt >= 100)) {
+        await computeSummary(now);
+        lastSummaryAt = now;
+      }
       publish("overview", await overview(now));
       const t1 = performance.now();
       stats.lastFastMs = t1 - t0;
