@@ -5,3 +5,4 @@ export { createDoor, type Door, type IngestResult, type Sink } from "./door.ts";
 export { openLogWriter, openLogReader, partitionOf, type LocalLogWriter, type LocalLogReader } from "./local-log.ts";
 export { startWorkerPool, type WorkerPool } from "./worker-pool.ts";
 export { createRingBuffer, ringConsumer, ringProducer } from "./ring-buffer.ts";
+export * from "./kafka.ts";
