@@ -12,7 +12,7 @@ import { createApp, warnOpen } from "./server/index.ts";
 import { startLiveTopics } from "./server/live.ts";
 import { streamsPlugin } from "./server/streams.ts";
 import { dashboardPlugin, trackerPlugin } from "./views/index.ts";
-import { openSqliteHistory } from "./store/index.ts";
+import { migrateCassandra, openSqliteHistory } from "./store/index.ts";
 
 const log = logger("Main");
 
@@ -114,7 +114,17 @@ async function produce(config: Config): Promise<void> {
 }
 
 async function migrate(config: Config): Promise<void> {
-  // embedded stores create their schema on open; Cassandra migrations arrive with distributed mode
+  if (config.cassandraContactPoints) {
+    // keyspace and tables, idempotent; TTLs follow --retention
+    await migrateCassandra({
+      contactPoints: [...config.cassandraContactPoints],
+      keyspace: config.cassandraKeyspace,
+      retention: config.retention,
+    });
+    log.info("migrated", { cassandra: config.cassandraContactPoints, keyspace: config.cassandraKeyspace });
+    return;
+  }
+  // embedded stores create their schema on open
   openLogWriter(config.dataDir, config.partitions).close();
   await (await openSqliteHistory(config.dataDir)).close();
   log.info("migrated", { dataDir: config.dataDir });
