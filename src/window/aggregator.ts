@@ -52,7 +52,6 @@ import {
   K_REMOVE_FROM_CART,
   K_SKIP,
   TYPES,
-  W_CATEGORY,
   W_KIND,
   W_LOAD_US,
   W_OFFSET,
@@ -500,7 +499,6 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
             invDirty.add(prod);
           }
         }
-        void W_CATEGORY;
       }
     }
     if (word0 & FLAG_END) {
@@ -536,14 +534,12 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     return any;
   }
 
-  let firedUpTo = -Infinity;
-
   function advance(): boolean {
     const before = wm.value;
     const v = wm.advance();
     let changed = v !== before;
-    // fire: windows whose end passed the watermark become complete (visible as final unless corrected)
-    if (v > firedUpTo) firedUpTo = v;
+    // Firing needs no step of its own: a window whose end the watermark passed is complete for
+    // readers (late events still correct it, counted in late.merged); purging below makes it final.
     changed = purgeTo(live, SEC, v, mins, MIN) || changed;
     changed = purgeTo(mins, MIN, v, hours, HOUR) || changed;
     changed = purgeTo(hours, HOUR, v, null, HOUR) || changed;

@@ -147,14 +147,13 @@ function isZero(a: Float64Array): boolean {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function tableToJson(t: Table, dict: Dictionary, keyOf: (id: number) => string): Uint8Array {
+function tableToJson(t: Table, keyOf: (id: number) => string): Uint8Array {
   const rows: Array<Array<string | number>> = [];
   for (const [id, r] of t.index) {
     const row: Array<string | number> = [keyOf(id)];
     for (let c = 0; c < t.stride; c++) row.push(t.data[r + c]);
     rows.push(row);
   }
-  void dict;
   return enc.encode(JSON.stringify(rows));
 }
 
@@ -185,13 +184,13 @@ export function encodePane(p: Pane, dict: Dictionary): Array<{ family: Family; v
   if (p.users && !p.users.isEmpty()) out.push({ family: "users", value: p.users.encode() });
   if (p.sessions && !p.sessions.isEmpty()) out.push({ family: "sessions", value: p.sessions.encode() });
   if (p.products && p.products.index.size > 0)
-    out.push({ family: "products", value: tableToJson(p.products, dict, (id) => dict.str(id)) });
+    out.push({ family: "products", value: tableToJson(p.products, (id) => dict.str(id)) });
   if (p.load && p.load.count > 0) out.push({ family: "load", value: p.load.encode() });
   if (!isZero(p.funnel)) out.push({ family: "funnel", value: f64Bytes(p.funnel) });
   if (p.campaigns && p.campaigns.index.size > 0)
     out.push({
       family: "campaigns",
-      value: tableToJson(p.campaigns, dict, (id) => (id === DIRECT ? DIRECT_KEY : dict.str(id))),
+      value: tableToJson(p.campaigns, (id) => (id === DIRECT ? DIRECT_KEY : dict.str(id))),
     });
   return out;
 }
