@@ -37,10 +37,11 @@ echo "summary: $SUM"
 case "$SUM" in *'"total":2'*'"revenue":25,'*'"orders":1'*) ;; *) echo "summary does not show the ingested events"; exit 1 ;; esac
 
 # assets embedded in the binary: dashboard, its scripts, Swagger UI, tracker
-for path in / /assets/htmx.min.js /assets/sse.js /assets/app.css /swagger /swagger/json /t.js; do
+for path in / /assets/htmx.min.js /assets/sse.js /assets/app.css /swagger /swagger/json /t.js /metrics; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT$path")
   [ "$code" = 200 ] || { echo "GET $path answered $code"; exit 1; }
 done
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -q '^rtae_ingest_events_total{result="accepted"} 2' || { echo "metrics do not count the ingest"; exit 1; }
 # a live stream answers with a snapshot
 curl -s -m 2 -N "http://127.0.0.1:$PORT/api/stream?topics=overview" > "$DIR/stream.txt" || true
 grep -q '^event: snapshot' "$DIR/stream.txt" || { echo "no SSE snapshot"; exit 1; }

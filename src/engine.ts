@@ -6,8 +6,10 @@ import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWri
 import { logger, setLogLevel } from "./log.ts";
 import { createMemoryHotCache, createReadCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
 import {
+  C_LATE_MERGED,
   HOUR,
   MIN,
+  SEC,
   campaignsOfPane,
   collect,
   createAggregator,
@@ -67,7 +69,34 @@ export interface Engine {
   /** resolves once every event appended so far has been applied by the aggregator */
   caughtUp(timeoutMs?: number): Promise<boolean>;
   stats(): Record<string, unknown>;
+  /** running totals and offsets for /metrics; cheap, allocates only the two offset arrays */
+  counters(): EngineCounters;
+  /** register timing observers (metrics); returns the unsubscribe function */
+  observe(observer: EngineObserver): () => void;
   stop(): Promise<void>;
+}
+
+/** Monotonic totals since this process started, plus per-partition offsets. */
+export interface EngineCounters {
+  /** late events merged into a window, counted when their 1 s window becomes final (checkpointed) */
+  lateMerged: number;
+  /** late events dropped, counted when the checkpoint that keeps them commits */
+  lateDropped: number;
+  /** records the workers sent to the dead-letter table */
+  deadLetters: number;
+  checkpoints: number;
+  /** next log offset per partition after this process's appends */
+  logEnd: number[];
+  /** next offset per partition the aggregator has applied */
+  applied: number[];
+}
+
+/** Callbacks for durations the engine measures anyway; errors thrown by observers are ignored. */
+export interface EngineObserver {
+  /** a checkpoint committed after `seconds` (capture, encode, commit) */
+  checkpoint?(seconds: number): void;
+  /** one history store operation took `seconds` */
+  storeOp?(op: "commit" | "read", seconds: number): void;
 }
 
 export interface EngineOptions {
@@ -91,7 +120,29 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     idleTimeoutMs: config.idleTimeoutMs,
     clock: options.clock,
   });
-  const reader = createReadCache(store, agg.dict);
+  const observers = new Set<EngineObserver>();
+  const emitStoreOp = (op: "commit" | "read", started: number) => {
+    const seconds = (performance.now() - started) / 1000;
+    for (const o of observers) {
+      try {
+        o.storeOp?.(op, seconds);
+      } catch {
+        // an observer must never break a read or a checkpoint
+      }
+    }
+  };
+  // queries read through a timed view of the store; the store itself is untouched
+  const timedStore: HistoryStore = Object.assign(Object.create(store) as HistoryStore, {
+    async readWindows(...args: Parameters<HistoryStore["readWindows"]>) {
+      const started = performance.now();
+      try {
+        return await store.readWindows(...args);
+      } finally {
+        emitStoreOp("read", started);
+      }
+    },
+  });
+  const reader = createReadCache(timedStore, agg.dict);
   const cp = await store.loadCheckpoint();
   agg.restore(cp);
   log.info("restored checkpoint", {
@@ -101,6 +152,9 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     offsets: Object.fromEntries(cp.offsets),
   });
 
+  let deadLetters = 0;
+  let lateMerged = 0;
+  let lateDropped = 0;
   const pool: WorkerPool = await startWorkerPool({
     workers: config.workers,
     partitions: config.partitions,
@@ -110,7 +164,10 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     dedupeHorizonMs: config.dedupeHorizonMs,
     aggregator: agg,
     workerUrl: options.workerUrl,
-    onDeadLetters: (rows) => writer.deadLetter(rows),
+    onDeadLetters: (rows) => {
+      writer.deadLetter(rows);
+      deadLetters += rows.length;
+    },
     onError: (message) => log.error("worker error", { message }),
   });
 
@@ -188,13 +245,25 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       // Between a durable commit and agg.committed() a reader would count pending corrections twice
       // (in the stored rows and in memory); a synchronous commit leaves no such gap.
       // TODO(distributed): async stores need a commit epoch that readers compare against.
+      const commitStarted = performance.now();
       if (store.commitSync) store.commitSync(batch);
       else await store.commit(batch);
+      emitStoreOp("commit", commitStarted);
       reader.written(windows);
       agg.committed(c);
       pool.committed(c.offsets);
       checkpoints++;
       lastCheckpointMs = performance.now() - started;
+      // merged counts live only in 1 s panes until they are final; corrections never carry them
+      for (const w of c.flushed) if (w.res === SEC) lateMerged += w.pane.core[C_LATE_MERGED];
+      lateDropped += c.late.length;
+      for (const o of observers) {
+        try {
+          o.checkpoint?.(lastCheckpointMs / 1000);
+        } catch {
+          // an observer must never fail a checkpoint
+        }
+      }
     } catch (err) {
       agg.failed(c);
       log.error("checkpoint failed; state kept for the next attempt", { message: (err as Error).message });
@@ -328,6 +397,15 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         lastCheckpointMs,
         door: door.stats,
       };
+    },
+    counters() {
+      const applied: number[] = [];
+      for (let p = 0; p < config.partitions; p++) applied.push(agg.applied.get(p) ?? 0);
+      return { lateMerged, lateDropped, deadLetters, checkpoints, logEnd: Array.from(appended), applied };
+    },
+    observe(observer) {
+      observers.add(observer);
+      return () => observers.delete(observer);
     },
     async stop() {
       if (stopped) return;

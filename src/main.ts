@@ -10,6 +10,7 @@ import { openLogWriter } from "./ingest/index.ts";
 import { logger, setLogLevel } from "./log.ts";
 import { createApp, warnOpen } from "./server/index.ts";
 import { startLiveTopics } from "./server/live.ts";
+import { metricsPlugin } from "./server/metrics.ts";
 import { streamsPlugin } from "./server/streams.ts";
 import { dashboardPlugin, trackerPlugin } from "./views/index.ts";
 import { migrateCassandra, openSqliteHistory } from "./store/index.ts";
@@ -27,7 +28,7 @@ async function serve(config: Config): Promise<void> {
   const engine = await startEngine(config);
   const live = startLiveTopics(engine);
   const app = createApp(engine, {
-    plugins: [streamsPlugin(engine, live), trackerPlugin(engine), dashboardPlugin(engine)],
+    plugins: [streamsPlugin(engine, live), metricsPlugin(engine), trackerPlugin(engine), dashboardPlugin(engine)],
     clientIp: (req) => app.server?.requestIP(req)?.address ?? null,
   });
   // app.listen (not Bun.serve + app.handle): WebSockets need Elysia's handlers, and streams need the

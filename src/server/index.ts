@@ -10,3 +10,4 @@ export { createRateLimiter, type RateLimiter, type RateLimitOptions } from "./ra
 export { CONTENT_SECURITY_POLICY, INGEST_CORS_HEADERS, SECURITY_HEADERS } from "./security.ts";
 export { startLiveTopics, LIVE_CHANNEL, TOPICS, type LiveTopics, type LiveMessage, type LiveSnapshot } from "./live.ts";
 export { streamsPlugin, streamStats, type StreamsOptions, type StreamStats } from "./streams.ts";
+export { metricsPlugin, type MetricsOptions } from "./metrics.ts";
