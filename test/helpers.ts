@@ -44,3 +44,17 @@ export function freePort(): number {
   s.stop(true);
   return port;
 }
+
+/** True when something accepts TCP connections on 127.0.0.1:port within 2 s (service probes for skips). */
+export async function tcpReachable(port: number): Promise<boolean> {
+  try {
+    const socket = await Promise.race([
+      Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000)),
+    ]);
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}

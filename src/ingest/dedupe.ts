@@ -4,6 +4,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { createTxRunner } from "./sqlite-tx.ts";
 import { idMemory, type IdMemory, type Segment } from "./id-memory.ts";
 
 export { createIdMemory, type IdMemory, type IdMemoryTuning } from "./id-memory.ts";
@@ -139,9 +140,7 @@ export function createDeduper(opts: { dir: string; horizonMs: number; synchronou
     throw err;
   }
 
-  const begin = db.prepare("BEGIN IMMEDIATE");
-  const commit = db.prepare("COMMIT");
-  const rollback = db.prepare("ROLLBACK");
+  const inTransaction = createTxRunner(db);
   const insertChunk = db.prepare<void, [number, number, number, number | null, Uint8Array]>(
     "INSERT OR REPLACE INTO chunks(partition, first_offset, end_offset, max_seen, blob) VALUES (?, ?, ?, ?, ?)",
   );
@@ -177,17 +176,6 @@ export function createDeduper(opts: { dir: string; horizonMs: number; synchronou
     };
   }
 
-  function inTransaction<T>(fn: () => T): T {
-    begin.run();
-    try {
-      const out = fn();
-      commit.run();
-      return out;
-    } catch (err) {
-      if (db.inTransaction) rollback.run();
-      throw err;
-    }
-  }
 
   function stateOf(partition: number): PartitionState {
     let st = states[partition];
@@ -328,7 +316,8 @@ export function createDeduper(opts: { dir: string; horizonMs: number; synchronou
     },
 
     close() {
-      const stmts = [begin, commit, rollback, insertChunk, setCoverage, getCoverage, pruneAnchor, prune, chunksOf, deleteChunk];
+      inTransaction.finalize();
+      const stmts = [insertChunk, setCoverage, getCoverage, pruneAnchor, prune, chunksOf, deleteChunk];
       for (const s of stmts as Statement[]) s.finalize();
       db.close();
       for (const st of states) st?.mem.release();

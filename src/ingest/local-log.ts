@@ -4,6 +4,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { createTxRunner } from "./sqlite-tx.ts";
 
 /** Where one append landed in one partition: offsets `baseOffset .. baseOffset + count - 1`. */
 export interface LogAppendResult {
@@ -164,9 +165,7 @@ export function openLogWriter(dir: string, partitions: number, opts: { synchrono
     .all();
   for (const row of maxEnds) if (row.p < partitions && row.e > ends[row.p]) ends[row.p] = row.e;
 
-  const begin = db.prepare("BEGIN IMMEDIATE");
-  const commit = db.prepare("COMMIT");
-  const rollback = db.prepare("ROLLBACK");
+  const inTransaction = createTxRunner(db);
   const insertSegment = db.prepare<void, [number, number, number, number | null, string]>(
     "INSERT INTO segments(partition, base_offset, count, max_time, payload) VALUES (?, ?, ?, ?, ?)",
   );
@@ -181,18 +180,6 @@ export function openLogWriter(dir: string, partitions: number, opts: { synchrono
     "INSERT OR IGNORE INTO dead_letters(partition, offset, value, reason, time) VALUES (?, ?, ?, ?, ?)",
   );
 
-  /** Run `fn` in one write transaction with the reused BEGIN/COMMIT statements. */
-  function inTransaction<T>(fn: () => T): T {
-    begin.run();
-    try {
-      const out = fn();
-      commit.run();
-      return out;
-    } catch (err) {
-      if (db.inTransaction) rollback.run();
-      throw err;
-    }
-  }
 
   function checkPartition(p: number): void {
     if (!(p >= 0 && p < partitions && Number.isInteger(p))) {
@@ -261,7 +248,8 @@ export function openLogWriter(dir: string, partitions: number, opts: { synchrono
     },
 
     close() {
-      for (const s of [begin, commit, rollback, insertSegment, deleteBefore, raiseStart, insertDead] as Statement[]) s.finalize();
+      inTransaction.finalize();
+      for (const s of [insertSegment, deleteBefore, raiseStart, insertDead] as Statement[]) s.finalize();
       db.close();
     },
   };

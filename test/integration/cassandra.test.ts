@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { CassandraStoreError, migrateCassandra, openCassandraHistory } from "../../src/store/cassandra-history.ts";
 import { openSqliteHistory } from "../../src/store/sqlite-history.ts";
 import type { Checkpoint, CommitBatch, HistoryStore, Resolution, SessionRow, WindowRow } from "../../src/store/types.ts";
+import { tcpReachable } from "../helpers.ts";
 
 const CONTACT = ["127.0.0.1:9042"];
 const RUN = `rtae_t_${crypto.randomUUID().slice(0, 8)}`;
@@ -17,18 +18,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const TEST_MS = 20_000;
 
-async function reachable(): Promise<boolean> {
-  try {
-    const socket = await Promise.race([
-      Bun.connect({ hostname: "127.0.0.1", port: 9042, socket: { data() {} } }),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000)),
-    ]);
-    socket.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
+const reachable = () => tcpReachable(9042);
 const skip = !(await reachable()) && !process.env.CI;
 
 // ---------------------------------------------------------------- helpers

@@ -13,6 +13,7 @@ import {
   type KafkaSource,
   type KafkaSourceHandlers,
 } from "../../src/ingest/kafka.ts";
+import { tcpReachable } from "../helpers.ts";
 
 const BROKERS = ["127.0.0.1:9092"];
 const RUN = `rtae.test.${crypto.randomUUID().slice(0, 8)}`;
@@ -21,18 +22,7 @@ const WAIT_MS = 30_000;
 // a test may wait on a rebalance or two, each bounded by WAIT_MS
 const TEST_MS = 45_000;
 
-async function reachable(): Promise<boolean> {
-  try {
-    const socket = await Promise.race([
-      Bun.connect({ hostname: "127.0.0.1", port: 9092, socket: { data() {} } }),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000)),
-    ]);
-    socket.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
+const reachable = () => tcpReachable(9092);
 const up = await reachable();
 const skip = !up && !process.env.CI;
 

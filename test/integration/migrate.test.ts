@@ -3,19 +3,9 @@
 
 import { afterAll, describe, expect, it } from "bun:test";
 import cassandra from "cassandra-driver";
+import { tcpReachable } from "../helpers.ts";
 
-async function reachable(): Promise<boolean> {
-  try {
-    const socket = await Promise.race([
-      Bun.connect({ hostname: "127.0.0.1", port: 9042, socket: { data() {} } }),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000)),
-    ]);
-    socket.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
+const reachable = () => tcpReachable(9042);
 const skip = !(await reachable()) && !process.env.CI;
 const keyspace = `rtae_migrate_${Math.random().toString(36).slice(2, 10)}`;
 const client = new cassandra.Client({ contactPoints: ["127.0.0.1:9042"], localDataCenter: "datacenter1" });

@@ -6,6 +6,7 @@ import Redis from "ioredis";
 import type { Socket, TCPSocketListener } from "bun";
 import { createCircuitBreaker, type BreakerState } from "../../src/store/circuit-breaker.ts";
 import { createRedisHotCache, type RedisHotCache, type RedisHotCacheOptions } from "../../src/store/redis-hot-cache.ts";
+import { tcpReachable } from "../helpers.ts";
 
 const REDIS_PORT = 6379;
 const URL = `redis://127.0.0.1:${REDIS_PORT}`;
@@ -13,18 +14,7 @@ const PREFIX = `rtae-test:${crypto.randomUUID().slice(0, 8)}:`;
 const WAIT_MS = 10_000;
 const TEST_MS = 20_000;
 
-async function reachable(): Promise<boolean> {
-  try {
-    const socket = await Promise.race([
-      Bun.connect({ hostname: "127.0.0.1", port: REDIS_PORT, socket: { data() {} } }),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000)),
-    ]);
-    socket.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
+const reachable = () => tcpReachable(REDIS_PORT);
 const skip = !(await reachable()) && !process.env.CI;
 
 // ---------------------------------------------------------------- helpers
