@@ -31,6 +31,13 @@ export interface Deduper {
   ): void;
   /** Lowest offset the dedupe state still needs from the log for this partition (so the log is not truncated past it). */
   neededFrom(partition: number): number;
+  /**
+   * Lowest offset whose id may still be unexpired: a re-scan of the log from here up to any later offset `u`,
+   * through check(), rebuilds this partition's state as of `u` on a deduper that has none (another instance's).
+   */
+  retainedFrom(partition: number): number;
+  /** Drop everything remembered for `partition`, persisted chunks included (it moved to another instance). */
+  forget(partition: number): void;
   /** Live (unexpired) ids remembered for `partition`, or for all partitions. */
   size(partition?: number): number;
   /** Bytes held by the in-memory id arenas and indexes (ids awaiting their flush are not counted). */
@@ -158,6 +165,9 @@ export function createDeduper(opts: { dir: string; horizonMs: number; synchronou
     "SELECT first_offset, end_offset, blob FROM chunks WHERE partition = ? ORDER BY first_offset",
   );
   const deleteChunk = db.prepare<void, [number, number]>("DELETE FROM chunks WHERE partition = ? AND first_offset = ?");
+  const firstChunk = db.prepare<{ m: number | null }, [number]>("SELECT MIN(first_offset) AS m FROM chunks WHERE partition = ?");
+  const deletePartition = db.prepare<void, [number]>("DELETE FROM chunks WHERE partition = ?");
+  const deleteCoverage = db.prepare<void, [number]>("DELETE FROM coverage WHERE partition = ?");
 
   const states: Array<PartitionState | undefined> = [];
   /** Segments freed by expiry, reused by any partition of this deduper. */
@@ -291,6 +301,25 @@ export function createDeduper(opts: { dir: string; horizonMs: number; synchronou
       // Dead-lettered records at the end of the range are covered too.
       if (upto > st.checkedEnd) st.checkedEnd = upto;
       st.mem.sweep();
+    },
+
+    retainedFrom(partition) {
+      const st = states[partition];
+      let from = firstChunk.get(partition)?.m ?? Infinity;
+      if (st !== undefined) {
+        if (st.pendOffsets.length > 0) from = Math.min(from, st.pendOffsets[0]);
+        if (from === Infinity) from = Math.max(st.checkedEnd, 0);
+      }
+      return from === Infinity ? 0 : from;
+    },
+
+    forget(partition) {
+      states[partition]?.mem.release();
+      states[partition] = undefined;
+      inTransaction(() => {
+        deletePartition.run(partition);
+        deleteCoverage.run(partition);
+      });
     },
 
     neededFrom(partition) {

@@ -86,3 +86,24 @@ export async function deleteTopics(cfg: KafkaConnection & { topics: string[] }):
     await admin.disconnect().catch(() => {});
   }
 }
+
+/** The end offset (next offset to be written) per partition of a topic, over one kept admin connection: lag and catch-up. */
+export function createTopicEnds(cfg: KafkaConnection & { topic: string }): { fetch(): Promise<Map<number, number>>; close(): Promise<void> } {
+  const admin = createClient(cfg).admin();
+  let connected: Promise<void> | null = null;
+  return {
+    async fetch() {
+      try {
+        connected ??= admin.connect();
+        await connected;
+        const out = new Map<number, number>();
+        for (const o of await admin.fetchTopicOffsets(cfg.topic)) out.set(o.partition, Number(o.high));
+        return out;
+      } catch (err) {
+        connected = null;
+        throw toKafkaError(err, `cannot read the end offsets of ${cfg.topic}`);
+      }
+    },
+    close: () => admin.disconnect().catch(() => {}),
+  };
+}

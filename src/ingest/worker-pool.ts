@@ -3,7 +3,7 @@
 
 import { createDeduper } from "./dedupe.ts";
 import { createRingBuffer, ringConsumer, type RingConsumer } from "./ring-buffer.ts";
-import type { FromWorker, WorkerInit } from "./worker-protocol.ts";
+import type { FromWorker, PartitionStart, ToWorker, WorkerInit } from "./worker-protocol.ts";
 import { DICT_RECORD_WORDS, RECORD_WORDS, type Aggregator } from "../window/index.ts";
 
 export interface WorkerPoolOptions {
@@ -19,8 +19,23 @@ export interface WorkerPoolOptions {
   onError?(message: string): void;
   /** called after each drain that applied records */
   onApplied?(records: number): void;
+  /** while true the drain loop applies nothing: rings fill and the workers stop consuming (the store is failing) */
+  holdBack?(): boolean;
   /** worker script; defaults to ./worker.ts next to this file (listed as a build entry point) */
   workerUrl?: string | URL;
+  /**
+   * Kafka mode: every worker joins the consumer group (client id `<clientId>-w<index>`). The pool asks
+   * onAssigned for the state of partitions the group hands a worker (the caller restores them into the
+   * aggregator and says where each starts) and tells onRevoked about partitions taken away, after every
+   * record of them the worker produced was applied.
+   */
+  kafka?: Omit<NonNullable<WorkerInit["kafka"]>, "clientId"> & {
+    clientId: string;
+    /** `drain` applies every record already in the rings: call it right before restoring, so none of another worker's stays behind */
+    onAssigned(partitions: number[], drain: () => void): Promise<PartitionStart[]>;
+    onRevoked(partitions: number[]): void;
+    onWarn?(message: string): void;
+  };
 }
 
 export interface WorkerPool {
@@ -30,6 +45,8 @@ export interface WorkerPool {
   committed(offsets: Map<number, number>): void;
   /** lowest log offset each partition still needs (min of checkpointed and dedupe needs) */
   neededFrom(partition: number): number;
+  /** Kafka mode: where a new owner's dedupe re-scan of the partition must start */
+  dedupeFrom(partition: number): number | undefined;
   stats(): { processed: number; duplicates: number; invalid: number; ringUsed: number[] };
   stop(): Promise<void>;
 }
@@ -61,7 +78,9 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
   const url = opts.workerUrl ?? defaultWorkerUrl();
   const n = Math.max(1, Math.min(opts.workers, opts.partitions));
   // create dedupe.db (schema, WAL mode) once here, so workers opening it together never race on setup
-  createDeduper({ dir: opts.dataDir, horizonMs: opts.dedupeHorizonMs }).close();
+  if (!opts.kafka) createDeduper({ dir: opts.dataDir, horizonMs: opts.dedupeHorizonMs }).close();
+  const kafka = opts.kafka;
+  const ownerWorker = new Map<number, number>(); // Kafka mode: partition -> worker that owns it now
 
   for (let w = 0; w < n; w++) {
     const ringSab = createRingBuffer(opts.ringCapacity ?? 1 << 15, RECORD_WORDS);
@@ -76,7 +95,7 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     };
     slots.push(slot);
     const owned: WorkerInit["partitions"] = [];
-    for (let p = w; p < opts.partitions; p += n) owned.push({ partition: p, from: agg.applied.get(p) ?? 0 });
+    if (!kafka) for (let p = w; p < opts.partitions; p += n) owned.push({ partition: p, from: agg.applied.get(p) ?? 0 });
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     ready.push(promise);
     worker.onmessage = (ev: MessageEvent<FromWorker>) => {
@@ -96,6 +115,23 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
           opts.onError?.(m.message);
           reject(new Error(m.message));
           break;
+        case "warn":
+          kafka?.onWarn?.(m.message);
+          break;
+        case "assigned":
+          void assigned(w, m.requestId, m.partitions);
+          break;
+        case "revoked": {
+          // the worker published everything of these partitions before saying so: apply it, then forget them
+          drain();
+          const gone = m.partitions.filter((p) => ownerWorker.get(p) === w);
+          for (const p of gone) {
+            ownerWorker.delete(p);
+            needed.delete(p);
+          }
+          if (gone.length > 0) kafka?.onRevoked(gone);
+          break;
+        }
       }
     };
     worker.onerror = (ev) => {
@@ -113,8 +149,34 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
       currency: opts.currency,
       maxAgeMs: opts.maxAgeMs,
       dedupeHorizonMs: opts.dedupeHorizonMs,
+      kafka: kafka
+        ? {
+            brokers: kafka.brokers,
+            clientId: `${kafka.clientId}-w${w}`,
+            topic: kafka.topic,
+            groupId: kafka.groupId,
+            sessionTimeoutMs: kafka.sessionTimeoutMs,
+            heartbeatIntervalMs: kafka.heartbeatIntervalMs,
+            logLevel: kafka.logLevel,
+          }
+        : undefined,
     };
     worker.postMessage(init);
+  }
+
+  /** A worker was given partitions: whatever memory holds of them is dropped, their checkpoint restored. */
+  async function assigned(w: number, requestId: number, parts: number[]): Promise<void> {
+    const reply = (m: Omit<Extract<ToWorker, { type: "starts" }>, "type">) => slots[w].worker.postMessage({ type: "starts", ...m });
+    try {
+      const starts = await kafka!.onAssigned(parts, () => void drain());
+      for (const s of starts) {
+        ownerWorker.set(s.partition, w);
+        needed.set(s.partition, Math.min(s.dedupeFrom, s.from));
+      }
+      reply({ requestId, starts });
+    } catch (err) {
+      reply({ requestId, starts: [], error: (err as Error).message });
+    }
   }
   function drainDict(s: Slot): void {
     const d = s.dict;
@@ -162,7 +224,7 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     if (stopped) return;
     let n = 0;
     try {
-      n = drain();
+      if (!opts.holdBack?.()) n = drain();
     } catch (err) {
       opts.onError?.(`aggregator: ${(err as Error).stack ?? err}`);
     }
@@ -190,6 +252,9 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
     },
     neededFrom(p) {
       return Math.min(agg.applied.get(p) ?? 0, needed.get(p) ?? 0);
+    },
+    dedupeFrom(p) {
+      return needed.get(p);
     },
     stats() {
       const acc = { processed: 0, duplicates: 0, invalid: 0 };

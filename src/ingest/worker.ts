@@ -4,8 +4,10 @@
 import { validateEvent } from "./event.ts";
 import { createDeduper, type Deduper } from "./dedupe.ts";
 import { openLogReader, type LocalLogReader } from "./local-log.ts";
+import { createKafkaSource, type KafkaRecord, type KafkaSource } from "./kafka-source.ts";
+import { join } from "node:path";
 import { ringProducer, type RingProducer } from "./ring-buffer.ts";
-import type { FromWorker, ToWorker, WorkerInit } from "./worker-protocol.ts";
+import type { FromWorker, PartitionStart, ToWorker, WorkerInit } from "./worker-protocol.ts";
 import {
   DICT_MAX_BYTES,
   FLAG_END,
@@ -38,14 +40,28 @@ const SEED_LO = HLL_SEED_LO;
 const SEED_HI = HLL_SEED_HI;
 const READ_BATCH = 4096;
 const FLUSH_EVERY_MS = 1000;
+/** ring records one event may need (itself and its items); larger events fall back to waiting in slot() */
+const ROOM = 64;
 
 function post(m: FromWorker): void {
   self.postMessage(m);
 }
 
-function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): void; stop(): Promise<void> } {
-  const log: LocalLogReader = openLogReader(init.dataDir);
-  const dedupe: Deduper = createDeduper({ dir: init.dataDir, horizonMs: init.dedupeHorizonMs });
+interface Running {
+  committed(offsets: Array<[number, number]>): void;
+  starts(m: Extract<ToWorker, { type: "starts" }>): void;
+  stop(): Promise<void>;
+}
+
+function run(init: WorkerInit): Running {
+  // Kafka mode keeps dedupe chunks per worker: a partition moving between workers of one instance is
+  // forgotten by one file and rebuilt in another, never both at once in a shared one
+  const kafkaMode = init.kafka !== undefined;
+  const log: LocalLogReader | null = kafkaMode ? null : openLogReader(init.dataDir);
+  const dedupe: Deduper = createDeduper({
+    dir: kafkaMode ? join(init.dataDir, "kafka-dedupe", `w${init.workerIndex}`) : init.dataDir,
+    horizonMs: init.dedupeHorizonMs,
+  });
   const ring: RingProducer = ringProducer(init.ring);
   const dict: RingProducer = ringProducer(init.dictRing);
   const dictBytes = new Uint8Array(dict.i32.buffer, dict.i32.byteOffset, dict.i32.byteLength);
@@ -72,12 +88,13 @@ function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): v
       return null;
     }
   };
-  for (const { partition, from } of init.partitions) {
+  for (const { partition, from } of log ? init.partitions : []) {
     next.set(partition, from);
     dedupe.restore(
       partition,
       from,
       function* (lo: number, hi: number) {
+        if (!log) return;
         let at = Math.max(lo, log.startOffset(partition));
         while (at < hi) {
           const slices = log.read(partition, at, Math.min(READ_BATCH, hi - at));
@@ -216,6 +233,7 @@ function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): v
   function pass(): number {
     ctx.now = Date.now();
     let n = 0;
+    if (!log) return 0;
     for (const [p, from] of next) {
       let at = from;
       const slices = log.read(p, at, READ_BATCH);
@@ -237,6 +255,15 @@ function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): v
     return n;
   }
 
+  function flushDlq(): void {
+    if (dlq.length > 0) {
+      post({ type: "dlq", rows: dlq });
+      dlq = [];
+    }
+  }
+
+  // Kafka mode: where each partition's dedupe re-scan started (ids older than that had expired for the previous owner)
+  const rescanFrom = new Map<number, number>();
   let lastFlush = Date.now();
   function flushDedupe(): void {
     for (const p of next.keys()) dedupe.flush(p, committed.get(p));
@@ -244,12 +271,17 @@ function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): v
     post({
       type: "progress",
       workerIndex: init.workerIndex,
-      neededFrom: [...next.keys()].map((p) => [p, dedupe.neededFrom(p)]),
+      // embedded: the log offset dedupe still needs kept; Kafka: where a new owner's re-scan must start
+      neededFrom: [...next.keys()].map((p) =>
+        kafkaMode ? [p, Math.max(rescanFrom.get(p) ?? 0, dedupe.retainedFrom(p))] : [p, dedupe.neededFrom(p)],
+      ),
       processed,
       duplicates,
       invalid,
     });
   }
+
+  if (init.kafka) return runKafka();
 
   // ready before the first pass: the pass may block on a full ring until the main thread drains it
   post({ type: "ready", workerIndex: init.workerIndex });
@@ -279,15 +311,156 @@ function run(init: WorkerInit): { committed(offsets: Array<[number, number]>): v
     committed(offsets: Array<[number, number]>) {
       for (const [p, o] of offsets) if (next.has(p)) committed.set(p, o);
     },
+    starts() {},
     async stop() {
       stopping = true;
       Atomics.add(control, 0, 0);
       Atomics.notify(control, 0);
       await done;
       dedupe.close();
-      log.close();
+      log?.close();
     },
   };
+
+  /**
+   * One consumer-group member per worker. An assigned partition starts at its checkpoint's offset, after a
+   * re-scan (dedupe only, nothing emitted) from where its remembered ids begin; offsets are committed to
+   * Kafka only after the main thread made a checkpoint covering them durable.
+   */
+  function runKafka(): Running {
+    const k = init.kafka!;
+    const source: KafkaSource = createKafkaSource({
+      brokers: k.brokers,
+      clientId: k.clientId,
+      topic: k.topic,
+      groupId: k.groupId,
+      sessionTimeoutMs: k.sessionTimeoutMs,
+      heartbeatIntervalMs: k.heartbeatIntervalMs,
+      logLevel: k.logLevel,
+      maxWaitMs: 100,
+    });
+    const replayUntil = new Map<number, number>();
+    const waiting = new Map<number, (m: Extract<ToWorker, { type: "starts" }>) => void>();
+    let requestSeq = 0;
+    let lastCommit: Promise<void> = Promise.resolve();
+    const warn = (message: string) => post({ type: "warn", workerIndex: init.workerIndex, message });
+    const flushTimer = setInterval(() => {
+      if (Date.now() - lastFlush >= FLUSH_EVERY_MS) flushDedupe();
+    }, FLUSH_EVERY_MS);
+
+    function handle(p: number, r: KafkaRecord): void {
+      if (r.offset < (replayUntil.get(p) ?? 0)) {
+        // re-scan: remember the ids of records the checkpoint already covers, emit nothing
+        if (r.value === null || !r.utf8) return;
+        const ev = extract(r.value);
+        if (ev) dedupe.check(p, ev.eventId, r.offset, ev.time);
+        return;
+      }
+      if (r.value === null) return reject(p, r.offset, "", "record has no value (tombstone)");
+      if (!r.utf8) return reject(p, r.offset, r.value, "record value is not valid UTF-8");
+      processRecord(p, r.offset, r.value);
+    }
+
+    const started = source
+      .start({
+        async onAssigned(parts) {
+          const requestId = ++requestSeq;
+          const answer = new Promise<Extract<ToWorker, { type: "starts" }>>((resolve) => waiting.set(requestId, resolve));
+          post({ type: "assigned", workerIndex: init.workerIndex, requestId, partitions: parts });
+          const m = await answer;
+          if (m.error !== undefined) throw new Error(m.error); // the source backs off and asks again
+          const out = new Map<number, number | null>();
+          for (const s of m.starts as PartitionStart[]) {
+            const from = Math.min(s.dedupeFrom, s.from);
+            dedupe.forget(s.partition);
+            next.set(s.partition, s.from);
+            replayUntil.set(s.partition, s.from);
+            rescanFrom.set(s.partition, from);
+            out.set(s.partition, from);
+          }
+          return out;
+        },
+        async onRevoked(parts) {
+          publishAll();
+          flushDlq();
+          for (const p of parts) {
+            next.delete(p);
+            replayUntil.delete(p);
+            rescanFrom.delete(p);
+            committed.delete(p);
+            dedupe.forget(p);
+          }
+          post({ type: "revoked", workerIndex: init.workerIndex, partitions: parts });
+        },
+        async onBatch(p, records, heartbeat) {
+          ctx.now = Date.now();
+          for (let i = 0; i < records.length; i++) {
+            if (!next.has(p)) break;
+            // a full ring means the main thread holds back (its store is failing) or is busy: wait without
+            // blocking this thread, so the group keeps hearing from us, and fetch nothing more meanwhile
+            if (ring.free(pending + ROOM) < pending + ROOM) {
+              publishAll();
+              let beat = Date.now();
+              while (ring.free(pending + ROOM) < pending + ROOM && !stopping) {
+                await Bun.sleep(5);
+                if (Date.now() - beat >= 1000) {
+                  beat = Date.now();
+                  await heartbeat();
+                }
+              }
+            }
+            handle(p, records[i]);
+            if ((i & 2047) === 2047) {
+              publishAll();
+              await heartbeat();
+            }
+          }
+          const last = records[records.length - 1];
+          if (last && next.has(p)) next.set(p, last.offset + 1);
+          publishAll();
+          flushDlq();
+        },
+        onError(err, restarting) {
+          warn(`kafka consumer: ${err.message}${restarting ? " (restarting)" : " (stopped)"}`);
+        },
+      })
+      .then(
+        () => post({ type: "ready", workerIndex: init.workerIndex }),
+        (err: Error) => post({ type: "error", workerIndex: init.workerIndex, message: `kafka consumer cannot start: ${err.message}` }),
+      );
+
+    return {
+      committed(offsets) {
+        const mine = new Map<number, number>();
+        for (const [p, o] of offsets) {
+          if (!next.has(p)) continue;
+          committed.set(p, o);
+          mine.set(p, o);
+        }
+        if (mine.size === 0) return;
+        lastCommit = lastCommit
+          .then(() => source.commit(mine))
+          .catch((err: Error) => warn(`offset commit failed (the next checkpoint commits again): ${err.message}`));
+      },
+      starts(m) {
+        const resolve = waiting.get(m.requestId);
+        waiting.delete(m.requestId);
+        resolve?.(m);
+      },
+      async stop() {
+        stopping = true;
+        clearInterval(flushTimer);
+        await started;
+        await lastCommit;
+        // answer pending assignment requests so the source can wind down
+        for (const [id, resolve] of waiting) resolve({ type: "starts", requestId: id, starts: [], error: "stopping" });
+        waiting.clear();
+        await source.stop().catch((err: Error) => warn(`kafka consumer stop: ${err.message}`));
+        flushDedupe();
+        dedupe.close();
+      },
+    };
+  }
 }
 
 let running: ReturnType<typeof run> | null = null;
@@ -301,6 +474,8 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     }
   } else if (m.type === "committed") {
     running?.committed(m.offsets);
+  } else if (m.type === "starts") {
+    running?.starts(m);
   } else if (m.type === "stop") {
     await running?.stop();
     post({ type: "stopped", workerIndex: -1 });

@@ -54,7 +54,8 @@ const Q = {
   session: "INSERT INTO session_log (partition, seq, is_full, blob) VALUES (?, ?, ?, ?)",
   sessionClear: "DELETE FROM session_log WHERE partition = ? AND seq < ?",
   inventory: "INSERT INTO inventory (partition, product, stock, time) VALUES (?, ?, ?, ?)",
-  offset: "INSERT INTO offsets (partition, next) VALUES (?, ?)",
+  offset: "INSERT INTO offsets (partition, next, meta) VALUES (?, ?, ?)",
+  claim: "INSERT INTO owners (partition, owner, claimed_at) VALUES (?, ?, ?)",
 };
 /** statements per multi-row batch of one windows partition: large enough to save round trips, small for the coordinator */
 const BATCH_ROWS = 64;
@@ -197,7 +198,7 @@ export async function openCassandraHistory(opts: CassandraHistoryOptions): Promi
       m.delete(ck);
       m.set(ck, { query: Q.inventory, params: [i.partition, i.productId, i.stock, i.time] });
     }
-    for (const [p, next] of b.offsets) state(p).set("offset", { query: Q.offset, params: [p, next] });
+    for (const [p, next] of b.offsets) state(p).set("offset", { query: Q.offset, params: [p, next, b.partitionMeta?.get(p) ?? null] });
     await runBatches([...perPartition.values()].map((m) => [...m.values()]));
   }
 
@@ -228,18 +229,28 @@ export async function openCassandraHistory(opts: CassandraHistoryOptions): Promi
         await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
         return out;
       }),
-    loadCheckpoint: () =>
+    loadCheckpoint: (only) =>
       guard("cassandra loadCheckpoint", async (): Promise<Checkpoint> => {
+        // owned partitions: one query per partition key (no scan); all of them: a scan per table
+        const each = async (cols: string, table: string) =>
+          only === undefined
+            ? all(`SELECT ${cols} FROM ${table}`, [])
+            : (await Promise.all(only.map((p) => all(`SELECT ${cols} FROM ${table} WHERE partition = ?`, [p])))).flat();
         const [offRows, openRows, logRows, invRows, metaRows] = await Promise.all([
-          all("SELECT partition, next FROM offsets", []),
-          all("SELECT partition, res, start, value FROM open_windows", []),
-          // a scan returns each partition's rows together and in seq order: enough for a per-partition replay
-          all("SELECT partition, seq, is_full, blob FROM session_log", []),
-          all("SELECT partition, product, stock, time FROM inventory", []),
+          each("partition, next, meta", "offsets"),
+          each("partition, res, start, value", "open_windows"),
+          // each partition's rows come together and in seq order: enough for a per-partition replay
+          each("partition, seq, is_full, blob", "session_log"),
+          each("partition, product, stock, time", "inventory"),
           all("SELECT v FROM meta WHERE k = ?", [metaKey]),
         ]);
         const offsets = new Map<number, number>();
-        for (const r of offRows) offsets.set(r.get("partition") as number, num(r.get("next")));
+        const partitionMeta = new Map<number, string>();
+        for (const r of offRows) {
+          offsets.set(r.get("partition") as number, num(r.get("next")));
+          const m = r.get("meta") as string | null;
+          if (m) partitionMeta.set(r.get("partition") as number, m);
+        }
         const openWindows = openRows.map((r) => ({
           res: r.get("res") as Resolution,
           start: num(r.get("start")),
@@ -262,7 +273,34 @@ export async function openCassandraHistory(opts: CassandraHistoryOptions): Promi
           time: r.get("time") as number,
         }));
         const meta = (metaRows[0]?.get("v") as string | undefined) ?? null;
-        return { offsets, openWindows, sessions: [...open.values()], inventory, meta };
+        return { offsets, openWindows, sessions: [...open.values()], inventory, meta, partitionMeta };
+      }),
+    inventory: (partitions) =>
+      guard("cassandra inventory", async () => {
+        const rows = (await Promise.all(partitions.map((p) => all("SELECT partition, product, stock, time FROM inventory WHERE partition = ?", [p])))).flat();
+        return rows.map((r) => ({
+          partition: r.get("partition") as number,
+          productId: r.get("product") as string,
+          stock: num(r.get("stock")),
+          time: r.get("time") as number,
+        }));
+      }),
+    claim: (owner, partitions) =>
+      guard("cassandra claim", async () => {
+        const now = Date.now();
+        await Promise.all(partitions.map((p) => client.execute(Q.claim, [p, owner, now], wopts)));
+      }),
+    lostOwnership: (owner, partitions) =>
+      guard("cassandra lostOwnership", async () => {
+        const lost: number[] = [];
+        await Promise.all(
+          partitions.map(async (p) => {
+            const rs = await client.execute("SELECT owner FROM owners WHERE partition = ?", [p], wopts);
+            const o = rs.first()?.get("owner") as string | undefined;
+            if (o !== undefined && o !== owner) lost.push(p);
+          }),
+        );
+        return lost;
       }),
     lateEvents: (limitRows) =>
       guard("cassandra lateEvents", async () => {

@@ -101,7 +101,12 @@ export function tableDdl(ks: string): string[] {
       value blob, PRIMARY KEY ((res, family, bucket), start, partition))`,
     // per-Kafka-partition checkpoint state: the same partition key (partition int) in every table, so one
     // unlogged batch per Kafka partition is a single mutation, applied atomically with that partition's offset
-    `CREATE TABLE IF NOT EXISTS ${ks}.offsets (partition int PRIMARY KEY, next bigint)`,
+    // meta: the partition's event clock and finalised watermark and where its dedupe rescan starts (JSON)
+    `CREATE TABLE IF NOT EXISTS ${ks}.offsets (partition int PRIMARY KEY, next bigint, meta text)`,
+    // keyspaces migrated before the column existed
+    `ALTER TABLE ${ks}.offsets ADD IF NOT EXISTS meta text`,
+    // which instance owns a partition now (last claim wins): a writer that lost a partition stops writing it
+    `CREATE TABLE IF NOT EXISTS ${ks}.owners (partition int PRIMARY KEY, owner text, claimed_at bigint)`,
     `CREATE TABLE IF NOT EXISTS ${ks}.open_windows (partition int, res int, start bigint, value blob,
       PRIMARY KEY ((partition), res, start))`,
     `CREATE TABLE IF NOT EXISTS ${ks}.session_log (partition int, seq bigint, is_full boolean, blob blob,

@@ -14,8 +14,19 @@ interface Entry {
 }
 
 export interface ReadCache extends WindowReader {
+  /**
+   * A commit of these rows is starting: until written() or abandoned(), reads see them in place of the
+   * stored rows with the same key, whether or not the store has applied them yet (an async store applies
+   * a batch row by row).
+   */
+  pending(rows: readonly WindowRow[]): void;
   /** call with the rows of every commit, right after it is durable */
   written(rows: readonly WindowRow[]): void;
+  /** the commit of these rows failed: reads go back to the store alone */
+  abandoned(rows: readonly WindowRow[]): void;
+  /** another writer changed rows of these windows (another instance's commit): drop what is cached of them */
+  invalidate(windows: ReadonlyArray<{ res: number; start: number }>): void;
+  seq(): number;
   stats(): { windows: number; ranges: number; hits: number; misses: number };
 }
 
@@ -34,6 +45,40 @@ export function createReadCache(
   let windowCount = 0;
   const ranges = new Map<string, Entry & { res: Res; from: number; to: number }>();
   let commitSeq = 0; // a read that overlapped a commit is not cached
+  const rowKey = (r: { family: string; res: number; start: number; partition: number }) => `${r.family}|${r.res}|${r.start}|${r.partition}`;
+  // rows of commits in flight, replaced (never mutated) on change so a read keeps the one it started with
+  let overlay = new Map<string, WindowRow>();
+
+  /** the store's rows with the overlay applied: overlay rows replace stored rows of their key */
+  async function read(families: readonly string[], res: Res, from: number, to: number) {
+    const ov = overlay;
+    const rows = await store.readWindows(families, res, from, to);
+    if (ov.size === 0) return rows;
+    const out = rows.filter((r) => !ov.has(rowKey(r)));
+    for (const r of ov.values())
+      if (r.res === res && r.start >= from && r.start < to && families.includes(r.family)) out.push(r);
+    return out;
+  }
+  function drop(rows: ReadonlyArray<{ res: number; start: number }>): void {
+    commitSeq++;
+    for (const r of rows) {
+      const wk = `${r.res}:${r.start}`;
+      const fams = windows.get(wk);
+      if (fams) {
+        windowCount -= fams.size;
+        windows.delete(wk);
+      }
+    }
+    if (ranges.size > 0)
+      for (const [rk, e] of ranges)
+        if (rows.some((r) => r.res === e.res && r.start >= e.from && r.start < e.to)) ranges.delete(rk);
+  }
+  function unlay(rows: readonly WindowRow[]): void {
+    if (overlay.size === 0) return;
+    const next = new Map(overlay);
+    for (const r of rows) if (next.get(rowKey(r)) === r) next.delete(rowKey(r));
+    overlay = next;
+  }
   let hits = 0;
   let misses = 0;
 
@@ -58,7 +103,8 @@ export function createReadCache(
   }
 
   return {
-    readWindows: (families, res, from, to) => store.readWindows(families, res, from, to),
+    readWindows: (families, res, from, to) => read(families, res, from, to),
+    seq: () => commitSeq,
 
     async readMerged(families: readonly Family[], res: Res, from: number, to: number) {
       const fk = families.join(",");
@@ -72,7 +118,7 @@ export function createReadCache(
           return hit;
         }
         misses++;
-        const rows = await store.readWindows(families, res, from, to);
+        const rows = await read(families, res, from, to);
         const pane = createPane();
         const keys = new Set<string>();
         for (const r of rows) {
@@ -87,7 +133,7 @@ export function createReadCache(
         return e;
       }
       // 1 s: the SQL read is cheap, decoding is not; decode only windows not cached yet
-      const rows = await store.readWindows(families, res, from, to);
+      const rows = await read(families, res, from, to);
       const byStart = new Map<number, typeof rows>();
       for (const r of rows) {
         const l = byStart.get(r.start);
@@ -115,20 +161,25 @@ export function createReadCache(
       return { pane, keys };
     },
 
+    pending(rows) {
+      if (rows.length === 0) return;
+      const next = new Map(overlay);
+      for (const r of rows) next.set(rowKey(r), r);
+      overlay = next;
+      drop(rows);
+    },
     written(rows) {
       if (rows.length === 0) return;
-      commitSeq++;
-      for (const r of rows) {
-        const wk = `${r.res}:${r.start}`;
-        const fams = windows.get(wk);
-        if (fams) {
-          windowCount -= fams.size;
-          windows.delete(wk);
-        }
-      }
-      if (ranges.size > 0)
-        for (const [rk, e] of ranges)
-          if (rows.some((r) => r.res === e.res && r.start >= e.from && r.start < e.to)) ranges.delete(rk);
+      unlay(rows);
+      drop(rows);
+    },
+    abandoned(rows) {
+      if (rows.length === 0) return;
+      unlay(rows);
+      drop(rows);
+    },
+    invalidate(list) {
+      if (list.length > 0) drop(list);
     },
 
     stats: () => ({ windows: windowCount, ranges: ranges.size, hits, misses }),

@@ -62,6 +62,8 @@ export interface CommitBatch {
   offsets: Map<number, number>;
   /** small engine state (watermark, per-partition clocks), JSON */
   meta: string;
+  /** per partition state a new owner needs (clock, finalised watermark, dedupe rescan start), JSON; stored with its offset */
+  partitionMeta?: Map<number, string>;
 }
 
 export interface Checkpoint {
@@ -70,6 +72,7 @@ export interface Checkpoint {
   sessions: SessionRow[];
   inventory: InventoryRow[];
   meta: string | null;
+  partitionMeta?: Map<number, string>;
 }
 
 export interface HistoryStore {
@@ -82,7 +85,14 @@ export interface HistoryStore {
   commitSync?(batch: CommitBatch): void;
   /** Rows of the given families at one resolution with start in [from, to), all partitions. */
   readWindows(families: readonly string[], res: Resolution, from: number, to: number): Promise<WindowRow[]>;
-  loadCheckpoint(): Promise<Checkpoint>;
+  /** The durable state; with `partitions`, only theirs (a distributed instance loads what it was assigned). */
+  loadCheckpoint(partitions?: readonly number[]): Promise<Checkpoint>;
+  /** Distributed stores: the latest checkpointed stock per product of these partitions (other instances' share). */
+  inventory?(partitions: readonly number[]): Promise<InventoryRow[]>;
+  /** Distributed stores: record `owner` as the owner of these partitions (after the group assigned them). */
+  claim?(owner: string, partitions: readonly number[]): Promise<void>;
+  /** Distributed stores: of these partitions, those whose recorded owner is someone else now. */
+  lostOwnership?(owner: string, partitions: readonly number[]): Promise<number[]>;
   /** Late-dropped events kept with their reason, newest first. */
   lateEvents(limit: number): Promise<LateRow[]>;
   /** Delete windows older than the retention of their resolution; returns rows removed. */

@@ -150,10 +150,33 @@ export interface CheckpointCapture {
   late: LateEvent[];
   offsets: Map<number, number>;
   meta: string;
+  /** per owned partition: its event clock and the watermark it has been finalised up to (JSON), for a new owner */
+  partitionMeta: Map<number, string>;
+}
+
+/** The state of some partitions, as a checkpoint holds it (restore, or adopt after a rebalance). */
+export interface PartitionState {
+  offsets: Map<number, number>;
+  openWindows: Array<{ res: number; start: number; partition: number; value: Uint8Array }>;
+  sessions: Array<{
+    partition: number;
+    key: number;
+    start: number;
+    last: number;
+    bits: number;
+    source: string | null;
+    sourceTime: number;
+  }>;
+  inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
+  /** instance meta (embedded restore): watermark and version */
+  meta: string | null;
+  /** per partition meta written by capture() (distributed adopt) */
+  partitionMeta?: Map<number, string>;
 }
 
 const wkey = (start: number, p: number) => start * 1024 + p;
 const floorTo = (t: number, res: number) => Math.floor(t / res) * res;
+const finite = (x: number) => (Number.isFinite(x) ? x : null);
 
 export interface Aggregator {
   readonly dict: Dictionary;
@@ -174,25 +197,21 @@ export interface Aggregator {
   inventory(): Iterable<InventoryEntry>;
   /** `fullSessions`: include every open session (a compacting snapshot), not only the changed ones */
   capture(fullSessions?: boolean): CheckpointCapture;
+  /** the capture's rows are readable now (the reader overlays the batch in flight): stop counting its corrections here */
+  overlaid(): void;
   /** after the capture's commit is durable */
   committed(c: CheckpointCapture): void;
   /** after a failed commit: keep the capture's windows for the next attempt */
   failed(c: CheckpointCapture): void;
-  restore(cp: {
-    offsets: Map<number, number>;
-    openWindows: Array<{ res: number; start: number; partition: number; value: Uint8Array }>;
-    sessions: Array<{
-      partition: number;
-      key: number;
-      start: number;
-      last: number;
-      bits: number;
-      source: string | null;
-      sourceTime: number;
-    }>;
-    inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
-    meta: string | null;
-  }): void;
+  restore(cp: PartitionState): void;
+  /**
+   * Forget partitions this instance no longer owns (after a rebalance): their windows, pending corrections,
+   * sessions, inventory, late rows and offsets. Nothing of them is written any more; their new owner replays
+   * from their last checkpoint.
+   */
+  dropPartitions(partitions: Iterable<number>): void;
+  /** partitions whose state is held (restored or adopted, and not dropped) */
+  owned(): number[];
   stats(): { livePanes: number; partials: number; flushing: number; sessions: number; corrections: number };
 }
 
@@ -215,9 +234,9 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   const hours = new Map<number, MemWindow>(); // 1 h, PARTIAL or FLUSHING
   const byRes = (res: number) => (res === SEC ? live : res === MIN ? mins : hours);
   let flushQueue: MemWindow[] = [];
+  let inflight: MemWindow[] = []; // corrections captured, not yet visible through the reader
   // deltas for windows that already left memory: merged into stored rows at the next checkpoint
   const corrections = new Map<string, MemWindow>();
-  let inflight: MemWindow[] = [];
   const openDeleted: Array<{ res: Res; start: number; partition: number }> = [];
   let late: LateEvent[] = [];
   const applied = new Map<number, number>();
@@ -242,6 +261,10 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   while (RING < (opts.outOfOrdernessMs + lateness) / SEC + 8 && RING < 4096) RING *= 2;
   const ringMask = RING - 1;
   const ring: Array<MemWindow | null> = new Array<MemWindow | null>(nParts * RING).fill(null);
+  // per partition, the watermark its previous owner had finalised windows up to: a window below it is
+  // final (stored) even when this instance's own watermark is behind, so replayed events never reopen it
+  const floor = new Float64Array(nParts).fill(-Infinity);
+  const finalBelow = (p: number) => (p >= 0 && p < nParts && floor[p] > wm.value ? floor[p] : wm.value);
 
   function liveWindow(p: number, t: number): MemWindow | null {
     const sec = Math.floor(t / SEC);
@@ -256,7 +279,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     const k = wkey(start, p);
     let w = live.get(k);
     if (w === undefined) {
-      if (start + SEC + lateness <= wm.value) return null; // purged: too late for a live pane
+      if (start + SEC + lateness <= finalBelow(p)) return null; // purged: too late for a live pane
       w = { res: SEC, start, partition: p, state: LIVE, pane: createPane() };
       live.set(k, w);
     } else if (w.state !== LIVE) return null;
@@ -283,11 +306,19 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     let n = 0;
     for (let res: Res = SEC; ; res = res === SEC ? MIN : HOUR) {
       const start = floorTo(t, res);
-      const mem = byRes(res).get(wkey(start, p));
+      const map = byRes(res);
+      const mem = map.get(wkey(start, p));
       if (mem && !mem.captured) {
         mem.pane.dirty = true;
         targetPanes[n++] = mem.pane;
         if (mem.state === PARTIAL || mem.state === LIVE) return n; // the next level gets it by merging later
+      } else if (!mem && res !== SEC && start + res + lateness > finalBelow(p)) {
+        // a rollup not created yet and not final: open it now, or its later flush would overwrite a correction
+        const w: MemWindow = { res, start, partition: p, state: PARTIAL, pane: createPane() };
+        w.pane.dirty = true;
+        map.set(wkey(start, p), w);
+        targetPanes[n++] = w.pane;
+        return n;
       } else {
         const ck = `${res}:${start}:${p}`;
         let c = corrections.get(ck);
@@ -607,6 +638,9 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       late: lateRows,
       offsets: new Map(applied),
       meta: JSON.stringify({ watermark: wm.snapshot(), version }),
+      partitionMeta: new Map(
+        [...applied.keys()].map((p) => [p, JSON.stringify({ maxTime: finite(wm.maxTime(p)), floor: finite(finalBelow(p)) })]),
+      ),
     };
   }
 
@@ -657,8 +691,40 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     late = c.late.concat(late);
   }
 
-  function restore(cp: Parameters<Aggregator["restore"]>[0]): void {
+  function dropPartitions(partitions: Iterable<number>): void {
+    const gone = new Set(partitions);
+    if (gone.size === 0) return;
+    const drop = (w: { partition: number }) => gone.has(w.partition);
+    for (const map of [live, mins, hours]) for (const [k, w] of map) if (drop(w)) map.delete(k);
+    for (const p of gone) {
+      if (p >= 0 && p < nParts) {
+        ring.fill(null, p * RING, (p + 1) * RING);
+        floor[p] = -Infinity;
+        wm.forget(p);
+      }
+      applied.delete(p);
+    }
+    flushQueue = flushQueue.filter((w) => !drop(w));
+    for (const [k, w] of corrections) if (drop(w)) corrections.delete(k);
+    for (let i = openDeleted.length - 1; i >= 0; i--) if (drop(openDeleted[i])) openDeleted.splice(i, 1);
+    late = late.filter((l) => !drop(l));
+    for (const [prod, e] of inv)
+      if (drop(e)) {
+        inv.delete(prod);
+        invDirty.delete(prod);
+      }
+    sessions.dropPartitions((p) => gone.has(p));
+    version++;
+  }
+
+  function restore(cp: PartitionState): void {
     for (const [p, o] of cp.offsets) applied.set(p, o);
+    for (const [p, m] of cp.partitionMeta ?? []) {
+      const pm = JSON.parse(m) as { maxTime: number | null; floor: number | null };
+      wm.adopt(p, pm.maxTime ?? -Infinity);
+      floor[p] = pm.floor ?? -Infinity;
+      if (!applied.has(p)) applied.set(p, 0);
+    }
     ring.fill(null); // restored windows replace whatever the cache pointed at
     for (const row of cp.openWindows) {
       const res = row.res as Res;
@@ -717,6 +783,9 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       yield* corrections.values();
       yield* inflight;
     },
+    overlaid() {
+      inflight = [];
+    },
     inventory() {
       return inv.values();
     },
@@ -724,6 +793,8 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     committed,
     failed,
     restore,
+    dropPartitions,
+    owned: () => [...applied.keys()].sort((a, b) => a - b),
     stats() {
       return {
         livePanes: live.size,

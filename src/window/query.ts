@@ -1,7 +1,7 @@
 // Range queries: [from, to) is cut into aligned 1 s / 1 m / 1 h segments; each segment merges stored
 // windows with the memory windows that have not been folded into a stored or coarser window yet.
 
-import type { Aggregator, MemWindow, Res } from "./aggregator.ts";
+import type { Aggregator, InventoryEntry, MemWindow, Res } from "./aggregator.ts";
 import { FLUSHING, HOUR, LIVE, MIN, PARTIAL, SEC } from "./aggregator.ts";
 import type { Dictionary } from "./dictionary.ts";
 import { TYPES } from "./record.ts";
@@ -48,6 +48,17 @@ export interface WindowReader {
    * `res:start:partition` keys they came from. Readers may cache it; the pane is never mutated.
    */
   readMerged?(families: readonly Family[], res: Res, from: number, to: number): Promise<{ pane: Pane; keys: Set<string> }>;
+  /**
+   * Optional: a counter that moves whenever stored rows change under the reader (a commit begins, ends or is
+   * abandoned; another instance wrote). A read that saw it move may mix rows from before and after: retried.
+   */
+  seq?(): number;
+}
+
+/** Open windows held by other instances (their partitions), as they last published them. */
+export interface RemoteWindows {
+  windows: Iterable<MemWindow>;
+  corrections: Iterable<MemWindow>;
 }
 
 export interface Segment {
@@ -109,6 +120,27 @@ export async function collect(
   step?: Res,
   /** windows of a resolution starting before this were removed by retention: edges widen to the next resolution */
   retained?: { sec: number; min: number },
+  /** partitions owned elsewhere: their open windows and pending corrections */
+  remote?: () => RemoteWindows | null,
+): Promise<Map<number, Pane>> {
+  // a commit that starts or ends while the reads are in flight can make a row count twice (in the store and
+  // in memory) or not at all: read again; after a few tries the answer is taken as it is (off by one commit)
+  for (let attempt = 0; ; attempt++) {
+    const seq = reader.seq?.() ?? 0;
+    const out = await collectOnce(agg, reader, from, to, families, step, retained, remote?.() ?? null);
+    if (attempt >= 4 || (reader.seq?.() ?? 0) === seq) return out;
+  }
+}
+
+async function collectOnce(
+  agg: Aggregator,
+  reader: WindowReader,
+  from: number,
+  to: number,
+  families: readonly Family[],
+  step: Res | undefined,
+  retained: { sec: number; min: number } | undefined,
+  remote: RemoteWindows | null,
 ): Promise<Map<number, Pane>> {
   if (retained && !step) {
     if (from < retained.sec) from = floorTo(from, MIN);
@@ -135,6 +167,8 @@ export async function collect(
   // one found in both is skipped below.
   const mem = [...agg.memWindows()].map((w) => ({ w, state: w.state }));
   const corr = [...agg.pendingCorrections()];
+  const remoteMem = remote ? [...remote.windows] : [];
+  const remoteCorr = remote ? [...remote.corrections] : [];
   let stored = new Set<string>();
   if (pendingMerged) {
     for (const m of await pendingMerged) {
@@ -162,7 +196,13 @@ export async function collect(
     if (state === FLUSHING && stored.has(`${w.res}:${w.start}:${w.partition}`)) continue;
     mergePane(paneAt(w.start), w.pane);
   }
-  for (const c of corr) {
+  // another owner's windows: any of them may have been committed since it published them
+  for (const w of remoteMem) {
+    const s = segOf(w.start);
+    if (!s || !counts(w, w.state, s.res) || stored.has(`${w.res}:${w.start}:${w.partition}`)) continue;
+    mergePane(paneAt(w.start), w.pane);
+  }
+  for (const c of corr.concat(remoteCorr)) {
     const s = segOf(c.start);
     if (s && s.res === c.res) mergePane(paneAt(c.start), c.pane);
   }
@@ -301,10 +341,11 @@ export function campaignsOfPane(p: Pane, dict: Dictionary) {
   return { items };
 }
 
-export function inventoryOf(agg: Aggregator, p: Pane, lowStock: number | null, limit: number) {
+/** `entries`: latest stock per product (default: the aggregator's, i.e. the partitions this instance owns) */
+export function inventoryOf(agg: Aggregator, p: Pane, lowStock: number | null, limit: number, entries: Iterable<InventoryEntry> = agg.inventory()) {
   const sold = p.products;
   const items: Array<{ productId: string; stock: number; unitsSold: number }> = [];
-  for (const e of agg.inventory()) {
+  for (const e of entries) {
     if (lowStock !== null && e.stock > lowStock) continue;
     const r = sold?.index.get(e.product);
     items.push({

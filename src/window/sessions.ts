@@ -47,6 +47,8 @@ export interface SessionTable {
   drainDirty(): number[];
   drainClosed(): Array<{ partition: number; key: number }>;
   forEach(fn: (slot: number) => void): void;
+  /** forget every session of the partitions `drop` selects, reporting nothing as closed (the partition moved away) */
+  dropPartitions(drop: (partition: number) => boolean): number;
 }
 
 const MINUTE = 60_000;
@@ -245,6 +247,21 @@ export function createSessionTable(initial = 1024): SessionTable {
     },
     forEach(fn) {
       for (let s = 0; s < cap; s++) if (rec[s * S_STRIDE + S_KEY1] > 0) fn(s);
+    },
+    dropPartitions(drop) {
+      let n = 0;
+      for (let s = 0, o = 0; s < cap; s++, o += S_STRIDE) {
+        if (rec[o + S_KEY1] <= 0 || !drop(rec[o + S_PARTITION])) continue;
+        rec[o + S_KEY1] = DELETED;
+        rec[o + S_FILED] = -1;
+        dirtyFlag[s] = 0;
+        size--;
+        deleted++;
+        n++;
+      }
+      missKey = NaN;
+      closed = closed.filter((c) => !drop(c.partition));
+      return n;
     },
   };
   return table;

@@ -11,6 +11,10 @@ export interface Watermark {
   /** state for checkpoints */
   snapshot(): { value: number; maxTime: number[] };
   restore(s: { value: number; maxTime: number[] }): void;
+  /** stop tracking partition p (revoked, or never owned): it no longer holds the watermark back */
+  forget(p: number): void;
+  /** start tracking partition p (newly owned) from the clock its checkpoint recorded; it counts as just heard */
+  adopt(p: number, maxTime: number): void;
 }
 
 export function createWatermark(opts: {
@@ -65,6 +69,15 @@ export function createWatermark(opts: {
       s.maxTime.forEach((x, p) => {
         if (p < maxT.length) maxT[p] = x < -1e299 ? -Infinity : x;
       });
+    },
+    forget(p) {
+      maxT[p] = -Infinity;
+      seenAt[p] = -Infinity;
+      heard[p] = 0;
+    },
+    adopt(p, t) {
+      if (t > maxT[p]) maxT[p] = t;
+      seenAt[p] = opts.clock();
     },
   };
 }
