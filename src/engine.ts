@@ -1,10 +1,26 @@
-// Assembles one rtae instance in embedded mode: log, workers, aggregator, history and hot cache,
-// the checkpoint loop that makes window state and offsets durable together, and the query facade.
+// Assembles one rtae instance: log (embedded file log or Kafka), workers, aggregator, history (bun:sqlite
+// or Cassandra) and hot cache (memory, plus Redis for partials shared between instances), the checkpoint
+// loop that makes window state and offsets durable together, and the query facade.
 
 import type { Config } from "./config.ts";
 import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWriter, type WorkerPool } from "./ingest/index.ts";
 import { logger, setLogLevel } from "./log.ts";
-import { createMemoryHotCache, createReadCache, openSqliteHistory, type HistoryStore, type HotCache, type WindowRow } from "./store/index.ts";
+import { hostname } from "node:os";
+import { createKafkaSink, type KafkaSink } from "./ingest/kafka-sink.ts";
+import { createTopicEnds, ensureTopics } from "./ingest/kafka-admin.ts";
+import type { PartitionStart } from "./ingest/worker-protocol.ts";
+import {
+  createMemoryHotCache,
+  createReadCache,
+  createRedisHotCache,
+  openCassandraHistory,
+  openSqliteHistory,
+  type HistoryStore,
+  type HotCache,
+  type RedisHotCache,
+  type WindowRow,
+} from "./store/index.ts";
+import { createPartials, type Partials } from "./store/partials.ts";
 import {
   C_LATE_MERGED,
   HOUR,
@@ -27,6 +43,7 @@ import {
   type Aggregator,
   type CheckpointCapture,
   type Family,
+  type InventoryEntry,
   type Pane,
   type Res,
   type TimeseriesMetric,
@@ -34,6 +51,8 @@ import {
 } from "./window/index.ts";
 
 const log = logger("Engine");
+/** a store failing this long makes the engine stop applying records until a checkpoint succeeds */
+const HOLD_BACK_AFTER_MS = 5000;
 
 /** Families a correction pane carries (corrections never hold sketches or product tables). */
 function touchedFamilies(p: Pane): Family[] {
@@ -54,6 +73,10 @@ export interface Engine {
   readonly aggregator: Aggregator;
   readonly hot: HotCache;
   readonly store: HistoryStore;
+  /** Kafka mode: this instance's name in the consumer group and the partition owners table */
+  readonly instanceId: string;
+  /** "embedded" or what runs distributed, e.g. "kafka+cassandra+redis" */
+  readonly mode: string;
   ready(): boolean;
   summary(from: number, to: number): Promise<ReturnType<typeof summaryOf>>;
   timeseries(metric: TimeseriesMetric, typeIndex: number, step: Res, from: number, to: number): Promise<Array<{ t: string; value: number }>>;
@@ -109,9 +132,34 @@ export interface EngineOptions {
 export async function startEngine(config: Config, options: EngineOptions = {}): Promise<Engine> {
   setLogLevel(config.logLevel);
   const maxAgeMs = Math.max(config.retention["1s"], config.retention["1m"], config.retention["1h"]);
-  const writer: LocalLogWriter = openLogWriter(config.dataDir, config.partitions);
-  const store = openSqliteHistory(config.dataDir);
+  const instanceId = `${hostname()}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const brokers = config.kafkaBrokers ? [...config.kafkaBrokers] : null;
+  const mode =
+    [brokers && "kafka", config.cassandraContactPoints && "cassandra", config.redisUrl && "redis"].filter(Boolean).join("+") || "embedded";
+  let sink: KafkaSink | null = null;
+  let topicEnds: ReturnType<typeof createTopicEnds> | null = null;
+  if (brokers) {
+    const conn = { brokers, clientId: `rtae-${instanceId}`, logLevel: "error" as const };
+    await ensureTopics({ ...conn, topic: config.kafkaTopic, partitions: config.partitions });
+    sink = createKafkaSink({ ...conn, topic: config.kafkaTopic, partitions: config.partitions });
+    topicEnds = createTopicEnds({ ...conn, topic: config.kafkaTopic });
+  }
+  const writer: LocalLogWriter | null = brokers ? null : openLogWriter(config.dataDir, config.partitions);
+  const store: HistoryStore = config.cassandraContactPoints
+    ? await openCassandraHistory({
+        contactPoints: [...config.cassandraContactPoints],
+        keyspace: config.cassandraKeyspace,
+        writerId: brokers ? `engine:${instanceId}` : "engine",
+      })
+    : openSqliteHistory(config.dataDir);
+  // live views are computed per instance from the global state, so their channel stays local; Redis
+  // carries what instances share: open-window partials and which stored windows changed
   const hot = createMemoryHotCache();
+  let shared: RedisHotCache | null = null;
+  if (config.redisUrl) {
+    shared = createRedisHotCache({ url: config.redisUrl, prefix: config.redisPrefix, instanceId });
+    await shared.ready().catch((err: Error) => log.warn("redis not ready; running on local values until it is", { message: err.message }));
+  }
   const agg = createAggregator({
     partitions: config.partitions,
     outOfOrdernessMs: config.outOfOrdernessMs,
@@ -143,18 +191,74 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     },
   });
   const reader = createReadCache(timedStore, agg.dict);
-  const cp = await store.loadCheckpoint();
-  agg.restore(cp);
-  log.info("restored checkpoint", {
-    partitions: config.partitions,
-    openWindows: cp.openWindows.length,
-    sessions: cp.sessions.length,
-    offsets: Object.fromEntries(cp.offsets),
+  if (brokers) {
+    // partitions arrive with the group's assignments; until then none holds the watermark back
+    for (let p = 0; p < config.partitions; p++) agg.watermark.forget(p);
+  } else {
+    const cp = await store.loadCheckpoint();
+    agg.restore(cp);
+    log.info("restored checkpoint", {
+      partitions: config.partitions,
+      openWindows: cp.openWindows.length,
+      sessions: cp.sessions.length,
+      offsets: Object.fromEntries(cp.offsets),
+    });
+  }
+  const partials: Partials | null = shared ? createPartials({ cache: shared, agg, owner: instanceId, partitions: config.partitions }) : null;
+  const remote = partials ? () => partials.remote() : undefined;
+  const unsubWritten = shared?.subscribe("written", (m) => {
+    try {
+      reader.invalidate(JSON.parse(m) as Array<{ res: number; start: number }>);
+    } catch {
+      // a malformed notice only costs a cache miss later
+    }
   });
 
+  /** Kafka mode: the group gave this instance partitions; their durable state replaces anything in memory. */
+  async function adopt(parts: number[], drain: () => void): Promise<PartitionStart[]> {
+    await store.claim?.(instanceId, parts);
+    const cp = await store.loadCheckpoint(parts);
+    drain();
+    agg.dropPartitions(parts.filter((p) => agg.applied.has(p)));
+    const partitionMeta = new Map(cp.partitionMeta ?? []);
+    const offsets = new Map(cp.offsets);
+    for (const p of parts) {
+      if (!partitionMeta.has(p)) partitionMeta.set(p, JSON.stringify({ maxTime: null, floor: null }));
+      if (!offsets.has(p)) offsets.set(p, 0);
+    }
+    const mine = (r: { partition: number }) => parts.includes(r.partition);
+    agg.restore({
+      offsets,
+      openWindows: cp.openWindows.filter(mine),
+      sessions: cp.sessions.filter(mine),
+      inventory: cp.inventory.filter(mine),
+      meta: null,
+      partitionMeta,
+    });
+    log.info("partitions assigned", { partitions: parts, offsets: Object.fromEntries(offsets) });
+    return parts.map((p) => {
+      const from = offsets.get(p)!;
+      const m = JSON.parse(partitionMeta.get(p)!) as { dedupeFrom?: number };
+      return { partition: p, from, dedupeFrom: typeof m.dedupeFrom === "number" ? Math.min(m.dedupeFrom, from) : from };
+    });
+  }
+
+  let failingSince: number | null = null; // first failed checkpoint since the last good one
   let deadLetters = 0;
   let lateMerged = 0;
   let lateDropped = 0;
+  // Kafka mode: dead letters go to <topic>.dlq; a checkpoint waits for them, so no offset past a poison
+  // record is committed before its dead letter is stored
+  let dlqWrites: Promise<void> = Promise.resolve();
+  let dlqRetry: Array<{ partition: number; offset: number; value: string; reason: string }> = [];
+  const sendDeadLetters = (rows: typeof dlqRetry) => {
+    dlqWrites = dlqWrites.then(() =>
+      sink!.deadLetter(rows).catch((err: Error) => {
+        log.warn("dead letters not stored yet; retried at the next checkpoint", { rows: rows.length, message: err.message });
+        dlqRetry.push(...rows);
+      }),
+    );
+  };
   const pool: WorkerPool = await startWorkerPool({
     workers: config.workers,
     partitions: config.partitions,
@@ -165,20 +269,46 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     aggregator: agg,
     workerUrl: options.workerUrl,
     onDeadLetters: (rows) => {
-      writer.deadLetter(rows);
+      if (writer) writer.deadLetter(rows);
+      else sendDeadLetters(rows);
       deadLetters += rows.length;
     },
     onError: (message) => log.error("worker error", { message }),
+    // with the store failing for a while, stop applying: memory stays bounded and consumption pauses
+    holdBack: () => failingSince !== null && Date.now() - failingSince > HOLD_BACK_AFTER_MS,
+    kafka: brokers
+      ? {
+          brokers,
+          clientId: `rtae-${instanceId}`,
+          topic: config.kafkaTopic,
+          groupId: config.consumerGroup,
+          logLevel: "error",
+          onAssigned: adopt,
+          onRevoked: (parts) => {
+            agg.dropPartitions(parts);
+            log.info("partitions revoked", { partitions: parts });
+          },
+          onWarn: (message) => log.warn("ingest worker", { message }),
+        }
+      : undefined,
   });
 
-  const appended = new Float64Array(config.partitions); // end offsets after our appends
-  for (let p = 0; p < config.partitions; p++) appended[p] = writer.endOffset(p);
+  // end offsets: after our own appends (embedded), or the topic's as last polled (Kafka: lag and catch-up)
+  const appended = new Float64Array(config.partitions);
+  if (writer) for (let p = 0; p < config.partitions; p++) appended[p] = writer.endOffset(p);
+  async function pollEnds(): Promise<void> {
+    if (!topicEnds) return;
+    for (const [p, end] of await topicEnds.fetch()) if (p < appended.length) appended[p] = end;
+  }
+  const endsTimer = topicEnds
+    ? setInterval(() => pollEnds().catch((err: Error) => log.debug("end offsets unavailable", { message: err.message })), 2000)
+    : null;
 
   const door = createDoor({
-    sink: {
+    sink: sink ?? {
       partitions: config.partitions,
       append(byPartition, maxTime) {
-        const results = writer.append(byPartition, maxTime);
+        const results = writer!.append(byPartition, maxTime);
         for (const r of results) appended[r.partition] = r.baseOffset + r.count;
       },
     },
@@ -195,8 +325,27 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     const started = performance.now();
     // every 300th checkpoint rewrites the open sessions whole, so the session log stays short
     const c: CheckpointCapture = agg.capture(checkpoints % 300 === 0);
+    let windows: WindowRow[] = [];
     try {
-      const windows: WindowRow[] = [];
+      if (store.lostOwnership && c.offsets.size > 0) {
+        // a partition another instance claimed since (a rebalance this one has not heard of yet) is never
+        // written again from here: its new owner replays it from the last checkpoint
+        const lost = new Set(await store.lostOwnership(instanceId, [...c.offsets.keys()]));
+        if (lost.size > 0) {
+          log.warn("partitions claimed by another instance; not writing them", { partitions: [...lost] });
+          excludePartitions(c, lost);
+        }
+      }
+      if (!writer) {
+        // dead letters up to these offsets must be stored before the offsets move
+        if (dlqRetry.length > 0) {
+          const rows = dlqRetry;
+          dlqRetry = [];
+          sendDeadLetters(rows);
+        }
+        await dlqWrites;
+        if (dlqRetry.length > 0) throw new Error(`${dlqRetry.length} dead letters not stored`);
+      }
       for (const w of c.flushed)
         for (const f of encodePane(w.pane, agg.dict))
           windows.push({ family: f.family, res: w.res, start: w.start, partition: w.partition, value: f.value });
@@ -231,7 +380,13 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
             windows.push({ family: f.family, res, start, partition: corr.partition, value: f.value });
         }
       }
+      const partitionMeta = new Map<number, string>();
+      for (const [p, m] of c.partitionMeta) {
+        const dedupeFrom = pool.dedupeFrom(p);
+        partitionMeta.set(p, dedupeFrom === undefined ? m : JSON.stringify({ ...JSON.parse(m), dedupeFrom }));
+      }
       const batch = {
+        partitionMeta,
         windows,
         openWindows: c.open,
         sessions: c.sessions,
@@ -242,9 +397,10 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         offsets: c.offsets,
         meta: c.meta,
       };
-      // Between a durable commit and agg.committed() a reader would count pending corrections twice
-      // (in the stored rows and in memory); a synchronous commit leaves no such gap.
-      // TODO(distributed): async stores need a commit epoch that readers compare against.
+      // While the batch is in flight reads see its rows in place of the stored ones (an async store applies
+      // it row by row) and no longer count its corrections from memory: nothing counts twice or not at all.
+      reader.pending(windows);
+      agg.overlaid();
       const commitStarted = performance.now();
       if (store.commitSync) store.commitSync(batch);
       else await store.commit(batch);
@@ -252,6 +408,16 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       reader.written(windows);
       agg.committed(c);
       pool.committed(c.offsets);
+      if (failingSince !== null) log.info("checkpoints succeed again", { failedForMs: Date.now() - failingSince });
+      failingSince = null;
+      // the published partials still hold what this commit made durable (corrections, flushed windows):
+      // replace them now, or other instances would count those twice until the next publish
+      if (partials && (c.corrections.length > 0 || c.flushed.length > 0)) partials.publish();
+      if (shared && windows.length > 0) {
+        const touched = new Map<string, { res: number; start: number }>();
+        for (const w of windows) touched.set(`${w.res}:${w.start}`, { res: w.res, start: w.start });
+        shared.publish("written", JSON.stringify([...touched.values()]));
+      }
       checkpoints++;
       lastCheckpointMs = performance.now() - started;
       // merged counts live only in 1 s panes until they are final; corrections never carry them
@@ -265,12 +431,30 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         }
       }
     } catch (err) {
+      reader.abandoned(windows);
       agg.failed(c);
+      failingSince ??= Date.now();
       log.error("checkpoint failed; state kept for the next attempt", { message: (err as Error).message });
       throw err;
     }
     // the log is only needed from the lowest offset that a restart would replay or dedupe would rescan
-    for (let p = 0; p < config.partitions; p++) writer.truncateBefore(p, pool.neededFrom(p));
+    if (writer) for (let p = 0; p < config.partitions; p++) writer.truncateBefore(p, pool.neededFrom(p));
+  }
+
+  /** Leave partitions out of a capture (they are not ours to write); their windows go back to nobody. */
+  function excludePartitions(c: CheckpointCapture, lost: Set<number>): void {
+    const keep = (r: { partition: number }) => !lost.has(r.partition);
+    c.flushed = c.flushed.filter(keep);
+    c.corrections = c.corrections.filter(keep);
+    c.open = c.open.filter(keep);
+    c.sessions = c.sessions.filter(keep);
+    c.deletedSessions = c.deletedSessions.filter(keep);
+    c.inventory = c.inventory.filter(keep);
+    c.late = c.late.filter(keep);
+    for (const p of lost) {
+      c.offsets.delete(p);
+      c.partitionMeta.delete(p);
+    }
   }
 
   function checkpoint(): Promise<void> {
@@ -316,13 +500,30 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     }
   }, 100);
 
+  // other instances merge this one's open windows into their answers: publish them about every 200 ms
+  let partialsVersion = -1;
+  let partialsAt = 0;
+  const partialsTimer = partials
+    ? setInterval(() => {
+        // unchanged values are re-published every few seconds: readers take a silent owner for a dead one
+        if (agg.version === partialsVersion && Date.now() - partialsAt < 5000) return;
+        partialsVersion = agg.version;
+        partialsAt = Date.now();
+        try {
+          partials.publish();
+        } catch (err) {
+          log.warn("publishing partials failed", { message: String(err) });
+        }
+      }, 200)
+    : null;
+
   const retained = () => {
     const now = Date.now();
     return { sec: now - config.retention["1s"], min: now - config.retention["1m"] };
   };
 
   async function merged(from: number, to: number, families: readonly Family[]) {
-    return (await collect(agg, reader, from, to, families, undefined, retained())).get(0) ?? createPane();
+    return (await collect(agg, reader, from, to, families, undefined, retained(), remote)).get(0) ?? createPane();
   }
 
   async function summary(from: number, to: number) {
@@ -336,10 +537,12 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     aggregator: agg,
     hot,
     store,
+    instanceId,
+    mode,
     ready: () => !stopped,
     summary,
     async timeseries(metric, typeIndex, step, from, to) {
-      const buckets = await collect(agg, reader, from, to, familiesFor(metric), step);
+      const buckets = await collect(agg, reader, from, to, familiesFor(metric), step, undefined, remote);
       const points: Array<{ t: string; value: number }> = [];
       const start = Math.floor(from / step) * step;
       const end = Math.ceil(to / step) * step;
@@ -348,7 +551,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       return points;
     },
     async eventCounts(step, from, to) {
-      const buckets = await collect(agg, reader, from, to, ["core"], step);
+      const buckets = await collect(agg, reader, from, to, ["core"], step, undefined, remote);
       const out: Array<{ t: number; byType: number[]; total: number }> = [];
       const start = Math.floor(from / step) * step;
       const end = Math.ceil(to / step) * step;
@@ -374,14 +577,30 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       return campaignsOfPane(await merged(from, to, ["campaigns"]), agg.dict);
     },
     async inventory(lowStock, limit, from, to) {
-      return inventoryOf(agg, await merged(from, to, ["products"]), lowStock, limit);
+      const pane = await merged(from, to, ["products"]);
+      if (!brokers || !store.inventory) return inventoryOf(agg, pane, lowStock, limit);
+      // other instances' partitions: their last checkpoint (at most a checkpoint interval old)
+      const mine = new Set(agg.owned());
+      const foreign: number[] = [];
+      for (let p = 0; p < config.partitions; p++) if (!mine.has(p)) foreign.push(p);
+      const latest = new Map<number, InventoryEntry>();
+      for (const e of agg.inventory()) latest.set(e.product, e);
+      for (const r of foreign.length > 0 ? await store.inventory(foreign) : []) {
+        const product = agg.dict.intern(r.productId);
+        const cur = latest.get(product);
+        if (!cur || r.time > cur.time) latest.set(product, { product, partition: r.partition, stock: r.stock, time: r.time });
+      }
+      return inventoryOf(agg, pane, lowStock, limit, latest.values());
     },
     checkpoint,
     async caughtUp(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
+      if (topicEnds) await pollEnds().catch(() => {});
       for (;;) {
         let behind = false;
-        for (let p = 0; p < config.partitions; p++) if ((agg.applied.get(p) ?? 0) < appended[p]) behind = true;
+        // Kafka mode: the partitions this instance owns, against the topic's ends when asked
+        for (let p = 0; p < config.partitions; p++)
+          if ((!topicEnds || agg.applied.has(p)) && (agg.applied.get(p) ?? 0) < appended[p]) behind = true;
         if (!behind) return true;
         if (Date.now() > deadline) return false;
         await new Promise((r) => setTimeout(r, 2));
@@ -396,6 +615,11 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         checkpoints,
         lastCheckpointMs,
         door: door.stats,
+        mode,
+        instanceId,
+        owned: agg.owned(),
+        partials: partials?.stats() ?? null,
+        redis: shared?.stats() ?? null,
       };
     },
     counters() {
@@ -413,12 +637,26 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       clearInterval(cpTimer);
       clearInterval(pruneTimer);
       clearInterval(liveTimer);
-      await pool.stop();
-      await checkpointing?.catch(() => {});
-      await checkpoint().catch(() => {});
-      writer.close();
+      if (partialsTimer) clearInterval(partialsTimer);
+      if (endsTimer) clearInterval(endsTimer);
+      if (brokers) {
+        // Kafka: checkpoint while still a group member, so the final offsets are committed; records read
+        // after it are replayed by the partitions' next owner. Leaving the group then revokes (drops) them.
+        await checkpointing?.catch(() => {});
+        await checkpoint().catch(() => {});
+        await pool.stop();
+      } else {
+        await pool.stop();
+        await checkpointing?.catch(() => {});
+        await checkpoint().catch(() => {});
+      }
+      writer?.close();
+      unsubWritten?.();
+      await sink?.close().catch(() => {});
+      await topicEnds?.close();
       await store.close();
       await hot.close();
+      await shared?.close().catch(() => {});
     },
   };
   return engine;

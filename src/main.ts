@@ -4,7 +4,7 @@
 
 import pkg from "../package.json" with { type: "json" };
 import { ConfigError, describeConfig, parseCli, usage, type Config } from "./config.ts";
-import { startEngine } from "./engine.ts";
+import { startEngine, type Engine } from "./engine.ts";
 import { runProducer, startRealtime } from "./generator/index.ts";
 import { openLogWriter } from "./ingest/index.ts";
 import { logger, setLogLevel } from "./log.ts";
@@ -18,14 +18,14 @@ import { migrateCassandra, openSqliteHistory } from "./store/index.ts";
 const log = logger("Main");
 
 async function serve(config: Config): Promise<void> {
-  if (config.kafkaBrokers || config.redisUrl || config.cassandraContactPoints) {
-    // refuse rather than silently run embedded when the operator asked for shared services
-    process.stderr.write(
-      "rtae: distributed mode (--kafka-brokers, --redis-url, --cassandra-contact-points) is not available in this build yet; unset them to run embedded\n",
-    );
-    process.exit(2);
+  let engine: Engine;
+  try {
+    engine = await startEngine(config);
+  } catch (err) {
+    // an unreachable or unprepared service at start is the operator's to fix: say which, and exit
+    process.stderr.write(`rtae: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
   }
-  const engine = await startEngine(config);
   const live = startLiveTopics(engine);
   const app = createApp(engine, {
     plugins: [streamsPlugin(engine, live), metricsPlugin(engine), trackerPlugin(engine), dashboardPlugin(engine)],

@@ -18,6 +18,7 @@ export const WINDOW_FLUSH_DURATION_SECONDS = "rtae_window_flush_duration_seconds
 export const CHECKPOINTS_TOTAL = "rtae_checkpoints_total";
 export const STORE_OPERATION_DURATION_SECONDS = "rtae_store_operation_duration_seconds";
 export const CIRCUIT_STATE = "rtae_circuit_state";
+export const PARTITIONS_OWNED = "rtae_partitions_owned";
 export const STREAM_CLIENTS = "rtae_stream_clients";
 export const STREAM_RESYNCS_TOTAL = "rtae_stream_resyncs_total";
 export const STREAM_DROPS_TOTAL = "rtae_stream_drops_total";

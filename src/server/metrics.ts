@@ -129,12 +129,22 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
   const storeOps = new Histogram({ name: N.STORE_OPERATION_DURATION_SECONDS, help: "History store operation duration.", labelNames: ["store", "op"], buckets: [...N.DURATION_BUCKETS], registers });
   new Gauge({
     name: N.CIRCUIT_STATE,
-    help: "Circuit breaker state per store: 0 closed, 1 half-open, 2 open (embedded stores have no breaker: always 0).",
+    help: "Circuit breaker state per store: 0 closed, 1 half-open, 2 open (stores without a breaker: always 0).",
     labelNames: ["store"],
     registers,
     collect() {
+      const redis = current().stats.redis as { breaker?: string } | null | undefined;
       this.set({ store: "history" }, 0);
-      this.set({ store: "hot" }, 0);
+      this.set({ store: "hot" }, redis?.breaker === "open" ? 2 : redis?.breaker === "half-open" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: N.PARTITIONS_OWNED,
+    help: "Log partitions this instance consumes and checkpoints (all of them embedded; its share of the group with Kafka).",
+    registers,
+    collect() {
+      const owned = current().stats.owned;
+      this.set(Array.isArray(owned) ? owned.length : 0);
     },
   });
   new Gauge({
