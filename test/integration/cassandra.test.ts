@@ -175,10 +175,10 @@ describe.skipIf(skip)("cassandra history", () => {
   beforeAll(async () => {
     admin = new cassandra.Client({ contactPoints: CONTACT, localDataCenter: "datacenter1", socketOptions: { connectTimeout: 5000 } });
     const t0 = performance.now();
-    premigrate(5);
+    premigrate(6);
     await Promise.all(ready);
     ({ ks, store } = await freshCassandra());
-    console.log(`[timing] 5 concurrent migrates + open: ${(performance.now() - t0).toFixed(0)} ms`);
+    console.log(`[timing] 6 concurrent migrates + open: ${(performance.now() - t0).toFixed(0)} ms`);
   }, 60_000);
   afterAll(async () => {
     for (const s of stores.splice(0)) await s.close().catch(() => {});
@@ -195,7 +195,7 @@ describe.skipIf(skip)("cassandra history", () => {
     const tables = (await admin.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?", [ks], { prepare: true })).rows
       .map((r) => r.get("table_name") as string)
       .sort();
-    expect(tables).toEqual(["inventory", "late_events", "meta", "offsets", "open_windows", "session_log", "windows"]);
+    expect(tables).toEqual(["inventory", "late_events", "meta", "offsets", "open_windows", "owners", "session_log", "windows"]);
     const retention = (await admin.execute(`SELECT v FROM ${ks}.meta WHERE k = 'retention'`)).first().get("v") as string;
     expect(JSON.parse(retention)).toEqual({ ...RETENTION, "1s": 2 * HOUR });
     const cp = await store.loadCheckpoint();
@@ -299,6 +299,34 @@ describe.skipIf(skip)("cassandra history", () => {
     ]);
     expect((await h.lateEvents(2)).map((l) => l.offset)).toEqual([1, 2]);
     expect((await h.lateEvents(10)).map((l) => l.time)).toEqual([1, 2, 3].map((i) => now - i * 40 * DAY));
+  }, TEST_MS);
+
+  it("loads only the partitions asked for, with their meta, and tracks which instance owns a partition", async () => {
+    const { store: h } = await freshCassandra();
+    await h.commit(
+      batch({
+        openWindows: [0, 1, 2].map((p) => ({ res: 1000 as const, start: 7000, partition: p, value: new Uint8Array([p + 1]) })),
+        sessions: [0, 1, 2].map((p) => ({ partition: p, key: 100 + p, start: 1, last: 2, bits: 1, source: null, sourceTime: 8.64e15 })),
+        inventory: [0, 1, 2].map((p) => ({ partition: p, productId: `p${p}`, stock: p, time: 10 + p })),
+        offsets: new Map([[0, 5], [1, 6], [2, 7]]),
+        partitionMeta: new Map([[0, '{"floor":1}'], [2, '{"floor":3}']]),
+        meta: "{}",
+      }),
+    );
+    const cp = await h.loadCheckpoint([0, 2]);
+    expect([...cp.offsets].sort()).toEqual([[0, 5], [2, 7]]);
+    expect([...(cp.partitionMeta ?? [])].sort()).toEqual([[0, '{"floor":1}'], [2, '{"floor":3}']]);
+    expect(cp.openWindows.map((o) => o.partition).sort()).toEqual([0, 2]);
+    expect(cp.sessions.map((x) => x.key).sort()).toEqual([100, 102]);
+    expect(cp.inventory.map((x) => x.productId).sort()).toEqual(["p0", "p2"]);
+    expect((await h.inventory!([1])).map((x) => [x.productId, x.stock])).toEqual([["p1", 1]]);
+    // ownership: unclaimed partitions are nobody's loss; a later claim by another instance is
+    expect(await h.lostOwnership!("a", [0, 1])).toEqual([]);
+    await h.claim!("a", [0, 1]);
+    expect(await h.lostOwnership!("a", [0, 1])).toEqual([]);
+    await h.claim!("b", [1]);
+    expect(await h.lostOwnership!("a", [0, 1])).toEqual([1]);
+    expect(await h.lostOwnership!("b", [1])).toEqual([]);
   }, TEST_MS);
 
   it("gives the same checkpoint and reads as sqlite for one commit sequence", async () => {
