@@ -485,6 +485,8 @@ interface SpecInput<T> {
   /** without the leading dashes */
   flag: string;
   section: Section;
+  /** commands beyond its section's that take it too */
+  also?: readonly Scope[];
   /** value placeholder in help; empty for booleans */
   hint: string;
   help: string;
@@ -532,7 +534,7 @@ const S = {
     parse: intIn(1, 64),
   }),
   partitions: withDefault("8", {
-    flag: "partitions", section: "engine", hint: "<n>",
+    flag: "partitions", section: "engine", also: ["produce"], hint: "<n>",
     help: "log partitions (1-1024)",
     parse: intIn(1, 1024),
   }),
@@ -562,8 +564,8 @@ const S = {
     parse: rateIn(0, 1_000_000, true),
   }),
   kafkaBrokers: noDefault("unset = embedded local log", {
-    flag: "kafka-brokers", section: "engine", hint: "<host:port,...>", emptyIsUnset: true,
-    help: "Kafka bootstrap brokers",
+    flag: "kafka-brokers", section: "engine", also: ["produce"], hint: "<host:port,...>", emptyIsUnset: true,
+    help: "Kafka bootstrap brokers (produce: write to the topic directly instead of --target)",
     parse: endpointsOf("localhost:9092", true),
   }),
   redisUrl: noDefault("unset = in-memory hot cache", {
@@ -577,7 +579,7 @@ const S = {
     parse: endpointsOf("localhost:9042", false),
   }),
   kafkaTopic: withDefault("rtae.events", {
-    flag: "kafka-topic", section: "engine", hint: "<topic>",
+    flag: "kafka-topic", section: "engine", also: ["produce"], hint: "<topic>",
     help: "event topic; dead letters go to <topic>.dlq",
     parse: kafkaTopicOf,
   }),
@@ -708,8 +710,8 @@ const BY_FLAG = new Map(SPECS.map((s) => [s.flag, s]));
 const BY_ENV = new Map(SPECS.map((s) => [s.env, s]));
 const COMMANDS: readonly Command[] = ["serve", "produce", "migrate", "version", "help"];
 
-const inScope = (spec: Spec<unknown>, command: Command): boolean =>
-  (SECTION_SCOPES[spec.section] as readonly string[]).includes(command);
+const scopesOf = (spec: Spec<unknown>): readonly Scope[] => [...SECTION_SCOPES[spec.section], ...(spec.also ?? [])];
+const inScope = (spec: Spec<unknown>, command: Command): boolean => (scopesOf(spec) as readonly string[]).includes(command);
 const label = (spec: Spec<unknown>): string => `--${spec.flag} (${spec.env})`;
 
 /** The options table for docs and tests: flag, env var, commands, default. */
@@ -724,7 +726,7 @@ export function listOptions(): ReadonlyArray<{
   return SPECS.map((s) => ({
     flag: `--${s.flag}`,
     env: s.env,
-    commands: SECTION_SCOPES[s.section],
+    commands: scopesOf(s),
     defaultText: s.defaultRaw ?? s.defaultText ?? "",
     secret: s.secret === true,
     boolean: s.boolean === true,
@@ -865,7 +867,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
       }
       previous = spec;
       if (command !== undefined && !inScope(spec, command)) {
-        const where = SECTION_SCOPES[spec.section].map((c) => `rtae ${c}`).join(", ");
+        const where = scopesOf(spec).map((c) => `rtae ${c}`).join(", ");
         issues.push(`--${spec.flag} is not an option of \`rtae ${command}\` (it belongs to ${where})`);
         continue;
       }

@@ -6,7 +6,9 @@ import pkg from "../package.json" with { type: "json" };
 import { ConfigError, describeConfig, parseCli, usage, type Config } from "./config.ts";
 import { startEngine, type Engine } from "./engine.ts";
 import { runProducer, startRealtime } from "./generator/index.ts";
-import { openLogWriter } from "./ingest/index.ts";
+import { createDoor, openLogWriter } from "./ingest/index.ts";
+import { ensureTopics } from "./ingest/kafka-admin.ts";
+import { createKafkaSink } from "./ingest/kafka-sink.ts";
 import { logger, setLogLevel } from "./log.ts";
 import { createApp, warnOpen } from "./server/index.ts";
 import { startLiveTopics } from "./server/live.ts";
@@ -90,8 +92,11 @@ async function produce(config: Config): Promise<void> {
   const ac = new AbortController();
   process.on("SIGINT", () => ac.abort());
   process.on("SIGTERM", () => ac.abort());
-  const target =
-    p.target === "-"
+  // with --kafka-brokers the events go straight to the topic, validated and partitioned as the door does
+  const kafka = config.kafkaBrokers ? await kafkaTarget(config) : null;
+  const target = kafka
+    ? kafka.target
+    : p.target === "-"
       ? { write: (chunk: string) => new Promise<void>((r) => (process.stdout.write(chunk) ? r() : process.stdout.once("drain", () => r()))) }
       : {
           url: `${p.target}/api/events`,
@@ -111,7 +116,31 @@ async function produce(config: Config): Promise<void> {
     target,
     signal: ac.signal,
   });
+  await kafka?.close();
   log.info("produce finished", { ...totals });
+}
+
+/** `rtae produce --kafka-brokers`: the door's validation and partitioning in front of the Kafka sink. */
+async function kafkaTarget(config: Config) {
+  const conn = { brokers: [...config.kafkaBrokers!], clientId: "rtae-produce", logLevel: "error" as const };
+  await ensureTopics({ ...conn, topic: config.kafkaTopic, partitions: config.partitions });
+  const sink = createKafkaSink({ ...conn, topic: config.kafkaTopic, partitions: config.partitions });
+  const maxAgeMs = Math.max(config.retention["1s"], config.retention["1m"], config.retention["1h"]);
+  const door = createDoor({
+    sink,
+    context: () => ({ now: Date.now(), maxAgeMs, currency: config.currency }),
+    maxEvents: Number.MAX_SAFE_INTEGER,
+  });
+  const enc = new TextEncoder();
+  return {
+    target: {
+      async write(chunk: string) {
+        const r = await door.ingest(enc.encode(chunk), "application/x-ndjson");
+        if (r.status !== 202) throw new Error(`kafka produce failed: ${JSON.stringify(r.body)}`);
+      },
+    },
+    close: () => sink.close(),
+  };
 }
 
 async function migrate(config: Config): Promise<void> {
