@@ -354,6 +354,113 @@ describe("dedupe", () => {
   });
 
 
+  it("rebuilds a partition's verdicts on another deduper by re-scanning from retainedFrom up to a later offset", () => {
+    const h = 20_000;
+    const p = 3;
+    const N = 6000;
+    const rnd = mulberry32(5);
+    // ~200 ms of event time per record with up to 5 s of disorder: ids expire after about 100 records
+    const log: LogRecord[] = [];
+    const ids: string[] = [];
+    for (let o = 0; o < N; o++) {
+      const r = rnd();
+      if (r < 0.05) {
+        log.push({ offset: o, value: "not json" });
+        continue;
+      }
+      let id: string;
+      if (r < 0.25 && ids.length > 0) id = ids[Math.max(0, ids.length - 1 - Math.floor(rnd() * 150))]; // resent soon
+      else if (r < 0.32 && ids.length > 0) id = ids[Math.floor(rnd() * ids.length)]; // resent any time later
+      else {
+        id = `e${o}`;
+        ids.push(id);
+      }
+      log.push({ offset: o, value: JSON.stringify({ eventId: id, time: 1_700_000_000_000 + o * 200 - Math.floor(rnd() * 5000) }) });
+    }
+    const live = createDeduper({ dir: freshDir(), horizonMs: h });
+    live.restore(p, 0, () => [], extract);
+    const verdicts: Array<boolean | null> = [];
+    const asked: Array<{ at: number; from: number }> = [];
+    const EVERY = 250;
+    for (let o = 0; o < N; o++) {
+      const ev = extract(log[o].value);
+      verdicts.push(ev === null ? null : live.check(p, ev.eventId, o, ev.time));
+      if ((o + 1) % EVERY === 0) {
+        // a checkpoint: the flush may prune up to the offset committed by the previous one
+        live.flush(p, o + 1 - EVERY);
+        asked.push({ at: o + 1, from: live.retainedFrom(p) });
+      }
+    }
+    live.close();
+    expect(verdicts.filter((v) => v === true).length).toBeGreaterThan(500);
+    expect(asked.at(-1)!.from).toBeGreaterThan(N - 10 * EVERY); // chunks were pruned: the re-scan is short
+
+    const rescan = (from: number, u: number) => {
+      const d = createDeduper({ dir: freshDir(), horizonMs: h });
+      for (let o = from; o < u; o++) {
+        const ev = extract(log[o].value);
+        if (ev !== null) d.check(p, ev.eventId, o, ev.time);
+      }
+      const got: Array<boolean | null> = [];
+      for (let o = u; o < Math.min(N, u + 1500); o++) {
+        const ev = extract(log[o].value);
+        got.push(ev === null ? null : d.check(p, ev.eventId, o, ev.time));
+      }
+      d.close();
+      return got;
+    };
+    let startedTooLate = 0;
+    for (const { at, from } of asked.filter((_, i) => i % 3 === 1)) {
+      expect(from).toBeLessThanOrEqual(at - EVERY);
+      for (const u of [at - EVERY, at, at + 777]) {
+        if (u >= N) continue;
+        const want = verdicts.slice(u, Math.min(N, u + 1500));
+        expect({ at, from, u, got: rescan(from, u) }).toEqual({ at, from, u, got: want });
+        if (JSON.stringify(rescan(Math.max(from, u - 50), u)) !== JSON.stringify(want)) startedTooLate++;
+      }
+    }
+    expect(startedTooLate).toBeGreaterThan(0); // the start matters: the last 50 records are not enough
+  });
+
+  it("forgets a partition's persisted chunks and leaves the other partitions alone", () => {
+    const dir = freshDir();
+    const t = 1_700_000_000_000;
+    const d = createDeduper({ dir, horizonMs: 10 * MIN });
+    for (const p of [0, 1]) {
+      d.restore(p, 0, () => [], extract);
+      for (let o = 0; o < 100; o++) d.check(p, `p${p}-${o}`, o, t + o);
+      d.flush(p);
+      for (let o = 100; o < 120; o++) d.check(p, `p${p}-${o}`, o, t + o);
+    }
+    expect(countChunks(dir, 1)).toEqual([{ first_offset: 0, end_offset: 100 }]);
+    d.forget(1);
+    expect(countChunks(dir, 1)).toEqual([]);
+    expect(countChunks(dir, 0)).toEqual([{ first_offset: 0, end_offset: 100 }]);
+    expect([d.size(0), d.size(1)]).toEqual([120, 0]);
+    expect(d.check(1, "p1-5", 120, t)).toBe(false); // forgotten in memory too
+    expect(d.check(0, "p0-5", 120, t)).toBe(true);
+    d.flush(0);
+    d.close();
+
+    const again = createDeduper({ dir, horizonMs: 10 * MIN });
+    const scans: Array<[number, number]> = [];
+    again.restore(
+      1,
+      120,
+      (from, to) => {
+        scans.push([from, to]);
+        return [];
+      },
+      extract,
+    );
+    expect(again.size(1)).toBe(0); // nothing of it was left to find
+    expect(scans).toEqual([[0, 120]]); // its coverage is gone too: the log is re-read from the start
+    again.restore(0, 121, () => [], extract);
+    expect(again.size(0)).toBe(120);
+    expect(again.check(0, "p0-119", 121, t)).toBe(true);
+    again.close();
+  });
+
   it("stays exact when all ids share one hash, or a few, in a tiny index and tiny segments", () => {
     for (const hashMask of [0, 3, 0xff, -1]) {
       const h = 50;

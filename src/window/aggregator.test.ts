@@ -2,7 +2,8 @@
 // in-memory store. Expected values are worked out by hand or by plain loops over the same events.
 
 import { describe, expect, it } from "bun:test";
-import { HOUR, MIN, SEC, createAggregator, type Aggregator } from "./aggregator.ts";
+import { HOUR, MIN, SEC, createAggregator, type Aggregator, type MemWindow, type PartitionState } from "./aggregator.ts";
+import { createDictionary } from "./dictionary.ts";
 import {
   C_DUPLICATES,
   C_LATE_DROPPED,
@@ -648,5 +649,418 @@ describe("checkpoint and restore", () => {
     const got = Object.fromEntries([...agg.inventory()].map((e) => [agg.dict.str(e.product), e.stock]));
     expect(got).toEqual(Object.fromEntries([...stock].map(([k, v]) => [k, v.stock])));
     expect(store.commits).toBeGreaterThan(5);
+  });
+});
+
+// ---- partitions moving between instances (distributed mode) ----
+
+/** A distributed store keeps each partition's meta next to its offset: the captures' meta is kept here. */
+interface Shared {
+  store: MemoryHistory;
+  meta: Map<number, string>;
+}
+const sharedStore = (): Shared => ({ store: createMemoryHistory(), meta: new Map() });
+
+async function commitTo(agg: Aggregator, s: Shared) {
+  const c = await checkpoint(agg, s.store);
+  for (const [p, m] of c.partitionMeta) s.meta.set(p, m);
+  return c;
+}
+
+/** What a new owner restores for `parts`, built from the store as engine.ts adopt() does. */
+function adoptState(s: Shared, parts: readonly number[]): PartitionState {
+  const cp = s.store.loadCheckpoint();
+  const mine = (r: { partition: number }) => parts.includes(r.partition);
+  return {
+    offsets: new Map(parts.map((p) => [p, cp.offsets.get(p) ?? 0])),
+    openWindows: cp.openWindows.filter(mine),
+    sessions: cp.sessions.filter(mine),
+    inventory: cp.inventory.filter(mine),
+    meta: null,
+    partitionMeta: new Map(parts.map((p) => [p, s.meta.get(p) ?? JSON.stringify({ maxTime: null, floor: null })])),
+  };
+}
+
+/** An instance as the engine starts one in Kafka mode: no partition holds its watermark back until assigned. */
+function instance(partitions: number, clock: ReturnType<typeof fakeClock>): Aggregator {
+  const agg = createAggregator({ partitions, ...OPTS, clock: clock.fn });
+  for (let p = 0; p < partitions; p++) agg.watermark.forget(p);
+  return agg;
+}
+
+/** Stored rows decoded per window (`res:start-T0:partition`), for windows starting before `before`. */
+function storedWindows(store: MemoryHistory, before: number): Record<string, unknown> {
+  const dict = createDictionary();
+  const panes = new Map<string, Pane>();
+  for (const w of store.windows.values()) {
+    if (w.start >= before) continue;
+    const k = `${w.res}:${w.start - T0}:${w.partition}`;
+    let p = panes.get(k);
+    if (!p) panes.set(k, (p = createPane()));
+    mergeEncoded(p, w.family as Family, w.value, dict);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of [...panes.keys()].sort()) {
+    const p = panes.get(k)!;
+    out[k] = { ...plainOf(p, dict), users: p.users?.estimate() ?? 0, sessions: p.sessions?.estimate() ?? 0, load: performanceOf(p).loadTimeMs };
+  }
+  return out;
+}
+
+/** Memory windows in comparable form, sorted. */
+function described(ws: Iterable<MemWindow>, agg: Aggregator) {
+  return [...ws]
+    .map((w) => ({ at: `${w.res}:${w.start - T0}:${w.partition}`, state: w.state, captured: w.captured ?? false, pane: plainOf(w.pane, agg.dict) }))
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+}
+
+function sessionRows(agg: Aggregator) {
+  const rows: number[][] = [];
+  const rec = agg.sessions.rec;
+  agg.sessions.forEach((s) => rows.push([agg.sessions.keyOf(s), ...rec.subarray(s * 8, s * 8 + 8)]));
+  return rows.sort((a, b) => a[0] - b[0]);
+}
+
+const partitionsOf = (c: ReturnType<Aggregator["capture"]>) =>
+  new Set([
+    ...[...c.flushed, ...c.corrections, ...c.open, ...c.sessions, ...c.deletedSessions, ...c.inventory, ...c.late].map((r) => r.partition),
+    ...c.offsets.keys(),
+    ...c.partitionMeta.keys(),
+  ]);
+
+describe("partitions moving between instances", () => {
+  it("hands partitions over exactly once: checkpoint, drop, restore on another instance and replay give one instance's windows", async () => {
+    const partitions = 4;
+    const moved = [2, 3];
+    const isMoved = (e: TestEvent) => moved.includes(e.partition);
+    const stream = generateStream({ seed: 23, start: T0, durationMs: 2 * HOUR, sessions: 300, partitions });
+    const BATCH = 20;
+    const tail = (ps: number[]): TestEvent[] =>
+      ps.map((p) => ({ type: PV, partition: p, offset: 1e6, time: T0 + 5 * HOUR, userId: "end", sessionId: "end" }));
+
+    // the reference: one instance that owns every partition throughout
+    const refClock = fakeClock();
+    const ref = createAggregator({ partitions, ...OPTS, clock: refClock.fn });
+    const refFeed = createFeeder(ref);
+    const refStore = createMemoryHistory();
+    for (let i = 0, b = 1; i < stream.length; i += BATCH, b++) {
+      refFeed.batch(stream.slice(i, i + BATCH));
+      refClock.tick(5);
+      if (b % 8 === 0) await checkpoint(ref, refStore);
+    }
+    refFeed.batch(tail([0, 1, 2, 3]));
+    await checkpoint(ref, refStore);
+    await checkpoint(ref, refStore);
+
+    // A owns everything, checkpoints every 8 batches, and applies 5 more batches after its last checkpoint
+    const clock = fakeClock();
+    const shared = sharedStore();
+    const a = createAggregator({ partitions, ...OPTS, clock: clock.fn });
+    const feedA = createFeeder(a);
+    const H = 45;
+    let i = 0;
+    for (let b = 1; b <= H; b++, i += BATCH) {
+      feedA.batch(stream.slice(i, i + BATCH));
+      clock.tick(5);
+      if (b % 8 === 0) await commitTo(a, shared);
+    }
+    expect(a.stats().corrections + a.stats().flushing).toBeGreaterThan(0); // uncommitted state of the moved partitions is lost
+    const appliedBefore = new Map(a.applied);
+    a.dropPartitions(moved);
+    expect(a.owned()).toEqual([0, 1]);
+
+    const b = instance(partitions, clock);
+    b.restore(adoptState(shared, moved));
+    expect(b.owned()).toEqual(moved);
+    for (const p of moved) expect(b.applied.get(p)!).toBeLessThan(appliedBefore.get(p)!); // a real replay
+    const feedB = createFeeder(b);
+    const replay = stream.slice(0, i).filter((e) => isMoved(e) && e.offset >= b.applied.get(e.partition)!);
+    for (let k = 0; k < replay.length; k += BATCH) {
+      feedB.batch(replay.slice(k, k + BATCH));
+      clock.tick(5);
+    }
+    const commitA = async () => {
+      const c = await commitTo(a, shared);
+      expect([...partitionsOf(c)].filter((p) => moved.includes(p))).toEqual([]); // never writes what it gave away
+    };
+    const commitB = async () => {
+      const c = await commitTo(b, shared);
+      expect([...partitionsOf(c)].filter((p) => !moved.includes(p))).toEqual([]);
+    };
+    for (let n = 1; i < stream.length; i += BATCH, n++) {
+      const batch = stream.slice(i, i + BATCH);
+      feedA.batch(batch.filter((e) => !isMoved(e)));
+      feedB.batch(batch.filter(isMoved));
+      clock.tick(5);
+      if (n % 8 === 0) await commitA();
+      if (n % 8 === 3) await commitB();
+    }
+    feedA.batch(tail([0, 1]));
+    feedB.batch(tail(moved));
+    for (let k = 0; k < 2; k++) {
+      await commitA();
+      await commitB();
+    }
+
+    const want = storedWindows(refStore, T0 + 4 * HOUR);
+    expect(Object.keys(want).length).toBeGreaterThan(1000);
+    expect(storedWindows(shared.store, T0 + 4 * HOUR)).toEqual(want);
+    expect(shared.store.offsets).toEqual(refStore.offsets);
+    // nothing was late in either run, so the windows agree on late counters too
+    const lateAny = Object.values(want).some((w) => {
+      const c = (w as { core: number[] }).core;
+      return c[C_LATE_MERGED] !== 0 || c[C_LATE_DROPPED] !== 0;
+    });
+    expect(lateAny).toBe(false);
+    // latest stock per product over both instances = the single instance's
+    const stock = (entries: Iterable<{ product: number; stock: number; time: number }>, agg: Aggregator, into: Map<string, [number, number]>) => {
+      for (const e of entries) {
+        const k = agg.dict.str(e.product);
+        const cur = into.get(k);
+        if (!cur || e.time >= cur[0]) into.set(k, [e.time, e.stock]);
+      }
+      return into;
+    };
+    const split = stock(b.inventory(), b, stock(a.inventory(), a, new Map()));
+    expect(Object.fromEntries(split)).toEqual(Object.fromEntries(stock(ref.inventory(), ref, new Map())));
+  });
+
+  it("drops only the given partitions: the others' windows, corrections, sessions, inventory, late rows and offsets stay as they were", async () => {
+    const partitions = 3;
+    const stream = generateStream({ seed: 31, start: T0, durationMs: HOUR, sessions: 150, partitions });
+    const cut = Math.floor(stream.length * 0.6);
+    const run = async () => {
+      const agg = createAggregator({ partitions, ...OPTS, clock: fakeClock().fn });
+      const feed = createFeeder(agg);
+      const store = createMemoryHistory();
+      for (let i = 0, b = 1; i < cut; i += 25, b++) {
+        feed.batch(stream.slice(i, Math.min(i + 25, cut)));
+        if (b % 10 === 0) await checkpoint(agg, store);
+      }
+      // a late drop in every partition: corrections of stored windows, late rows
+      feed.batch([0, 1, 2].map((p) => ({ type: PV, partition: p, offset: 5e5, time: T0 + 1000 + p, userId: "late", sessionId: `late-${p}` })));
+      return { agg, feed };
+    };
+    const x = await run();
+    const y = await run();
+    const keep = (r: { partition: number }) => r.partition !== 1;
+    const dropped = sessionRows(y.agg).filter((r) => r[1 + 6] === 1).length;
+    expect(dropped).toBeGreaterThan(0);
+    expect([...y.agg.pendingCorrections()].some((c) => c.partition === 1)).toBe(true);
+    expect([...y.agg.memWindows()].some((c) => c.partition === 1)).toBe(true);
+
+    y.agg.dropPartitions([1]);
+    expect(y.agg.owned()).toEqual([0, 2]);
+    expect(y.agg.watermark.maxTime(1)).toBe(-Infinity);
+    expect(y.agg.sessions.size).toBe(x.agg.sessions.size - dropped);
+    expect(sessionRows(y.agg)).toEqual(sessionRows(x.agg).filter((r) => r[1 + 6] !== 1));
+    expect(described(y.agg.memWindows(), y.agg)).toEqual(described([...x.agg.memWindows()].filter(keep), x.agg));
+    expect(described(y.agg.pendingCorrections(), y.agg)).toEqual(described([...x.agg.pendingCorrections()].filter(keep), x.agg));
+    expect([...y.agg.inventory()].map((e) => [y.agg.dict.str(e.product), e.partition, e.stock, e.time])).toEqual(
+      [...x.agg.inventory()].filter(keep).map((e) => [x.agg.dict.str(e.product), e.partition, e.stock, e.time]),
+    );
+
+    const cx = x.agg.capture();
+    const cy = y.agg.capture();
+    expect(partitionsOf(cy).has(1)).toBe(false);
+    expect(partitionsOf(cx).has(1)).toBe(true);
+    const norm = (c: typeof cx, agg: Aggregator, only: (r: { partition: number }) => boolean) => ({
+      flushed: described(c.flushed.filter(only), agg),
+      corrections: described(c.corrections.filter(only), agg),
+      open: c.open.filter(only),
+      sessions: c.sessions.filter(only).sort((s, t) => s.key - t.key),
+      deletedSessions: c.deletedSessions.filter(only),
+      inventory: c.inventory.filter(only),
+      late: c.late.filter(only),
+      offsets: [...c.offsets].filter(([p]) => p !== 1).sort(),
+      partitionMeta: [...c.partitionMeta].filter(([p]) => p !== 1).sort(),
+    });
+    const ny = norm(cy, y.agg, () => true);
+    expect(ny).toEqual(norm(cx, x.agg, keep));
+    expect(ny.late.length).toBe(2);
+    expect(ny.flushed.length + ny.corrections.length).toBeGreaterThan(0);
+
+    // the rest of the stream: partition 1 no longer holds y's watermark back, and nothing of it is written
+    for (let i = cut; i < stream.length; i += 25) {
+      y.feed.batch(stream.slice(i, i + 25).filter(keep));
+      expect(y.agg.watermark.value).toBe(Math.min(y.agg.watermark.maxTime(0), y.agg.watermark.maxTime(2)) - OPTS.outOfOrdernessMs);
+    }
+    expect(partitionsOf(y.agg.capture()).has(1)).toBe(false);
+  });
+
+  it("keeps a window its previous owner made final final on the new owner, whose own watermark is behind", async () => {
+    const clock = fakeClock();
+    const shared = sharedStore();
+    const a = createAggregator({ partitions: 4, ...OPTS, clock: clock.fn });
+    const feedA = createFeeder(a);
+    const at = (partition: number, offset: number, time: number, sessionId = `s${partition}`): TestEvent => ({
+      type: PV,
+      partition,
+      offset,
+      time,
+      userId: "u",
+      sessionId,
+    });
+    feedA.batch([0, 1, 2, 3].map((p) => at(p, 0, T0 + 1000)));
+    feedA.batch([0, 1, 2, 3].map((p) => at(p, 1, T0 + 200_000)));
+    expect(a.watermark.value).toBe(T0 + 195_000);
+    await commitTo(a, shared); // partition 1's 1 s window at +1 s and its minute are stored
+    expect(shared.store.windows.has(`${SEC}:core:${T0 + 1000}:1`)).toBe(true);
+    expect(JSON.parse(shared.meta.get(1)!)).toEqual({ maxTime: T0 + 200_000, floor: T0 + 195_000 });
+    a.dropPartitions([1]);
+
+    // B takes partition 1 and partition 3, whose clock is far behind: B's own watermark stays near +5 s
+    const handOver = (clock3: number | null) => {
+      const st = adoptState(shared, [1, 3]);
+      st.partitionMeta!.set(3, JSON.stringify({ maxTime: clock3, floor: null }));
+      return st;
+    };
+    const b = instance(4, clock);
+    b.restore(handOver(T0 + 10_000));
+    const feedB = createFeeder(b);
+    feedB.batch([at(3, 0, T0 + 10_000)]);
+    expect(b.watermark.value).toBe(T0 + 5000);
+    feedB.batch([at(1, 2, T0 + 1500, "late"), at(1, 3, T0 + 150_000, "ok")]);
+    expect(b.watermark.value).toBe(T0 + 5000);
+    // the event for the final window was dropped, not merged into a reopened pane; the one within the lateness merged
+    expect([...b.memWindows()].filter((w) => w.partition === 1 && w.res === SEC).map((w) => w.start - T0).sort()).toEqual([150_000, 200_000]);
+    const c = await commitTo(b, shared);
+    expect(c.late.map((l) => [l.partition, l.offset, l.time])).toEqual([[1, 2, T0 + 1500]]);
+    expect(c.flushed).toEqual([]);
+    expect(JSON.parse(c.partitionMeta.get(1)!)).toEqual({ maxTime: T0 + 200_000, floor: T0 + 195_000 }); // floor kept
+    expect(JSON.parse(c.partitionMeta.get(3)!)).toEqual({ maxTime: T0 + 10_000, floor: T0 + 5000 });
+    const row = (res: number, start: number) => {
+      const p = createPane();
+      mergeEncoded(p, "core", shared.store.windows.get(`${res}:core:${start}:1`)!.value, b.dict);
+      return Array.from(p.core);
+    };
+    expect(row(SEC, T0 + 1000)).toEqual(core({ 0: 1, [C_TOTAL]: 1, [C_LATE_DROPPED]: 1 }));
+    expect(row(MIN, T0)).toEqual(core({ 0: 1, [C_TOTAL]: 1, [C_LATE_DROPPED]: 1 }));
+    const p1 = [...b.memWindows()].filter((w) => w.partition === 1 && w.res === HOUR);
+    expect(p1.map((w) => Array.from(w.pane.core))).toEqual([core({ 0: 1, [C_TOTAL]: 1, [C_LATE_DROPPED]: 1 })]); // restored hour
+
+    // without the floor the same event reopens the stored second, and its later flush would overwrite the row
+    const noFloor = instance(4, clock);
+    const st = handOver(T0 + 10_000);
+    st.partitionMeta = new Map([...st.partitionMeta!].map(([p, m]) => [p, JSON.stringify({ ...JSON.parse(m), floor: null })]));
+    noFloor.restore(st);
+    const feedNo = createFeeder(noFloor);
+    feedNo.batch([at(3, 0, T0 + 10_000)]);
+    feedNo.batch([at(1, 2, T0 + 1500, "late")]);
+    expect([...noFloor.memWindows()].filter((w) => w.partition === 1 && w.res === SEC).map((w) => w.start - T0)).toContain(1000);
+  });
+
+  it("late-drops an event below the floor in the new owner's first batch, while its watermark is still -Infinity", async () => {
+    const clock = fakeClock();
+    const shared = sharedStore();
+    const a = createAggregator({ partitions: 2, ...OPTS, clock: clock.fn });
+    const feedA = createFeeder(a);
+    const at = (partition: number, offset: number, time: number): TestEvent => ({ type: PV, partition, offset, time, userId: "u", sessionId: "s" });
+    feedA.batch([at(0, 0, T0 + 1000), at(1, 0, T0 + 1000), at(0, 1, T0 + 200_000), at(1, 1, T0 + 200_000)]);
+    await commitTo(a, shared);
+    expect(JSON.parse(shared.meta.get(0)!).floor).toBe(T0 + 195_000);
+    a.dropPartitions([0]);
+    const b = instance(2, clock);
+    b.restore(adoptState(shared, [0]));
+    expect(b.watermark.value).toBe(-Infinity); // until its first advance
+    createFeeder(b).batch([at(0, 2, T0 + 1500)]);
+    const c = await commitTo(b, shared);
+    expect(c.late.map((l) => [l.partition, l.offset])).toEqual([[0, 2]]);
+    expect(c.late[0].reason).toContain("allowed lateness");
+  });
+
+  it("keeps dropped partitions out of later checkpoints even when the checkpoint in flight at the drop fails", () => {
+    const agg = createAggregator({ partitions: 2, ...OPTS, clock: fakeClock().fn });
+    const feed = createFeeder(agg);
+    feed.batch([
+      { type: "inventory_update", partition: 1, offset: 0, time: T0 + 1000, productId: "p-1", stock: 3 },
+      { type: PV, partition: 1, offset: 1, time: T0 + 1000, userId: "u", sessionId: "s1" },
+      { type: PV, partition: 0, offset: 0, time: T0 + 200_000, userId: "u", sessionId: "s0" },
+      { type: PV, partition: 1, offset: 2, time: T0 + 200_000, userId: "u", sessionId: "s1" },
+    ]);
+    const c = agg.capture();
+    expect(partitionsOf(c).has(1)).toBe(true);
+    agg.dropPartitions([1]); // a revocation while the commit of `c` is in flight
+    agg.failed(c);
+    const next = agg.capture();
+    expect(partitionsOf(next).has(1)).toBe(false);
+  });
+
+  it("opens an hour that has no windows yet for a late drop, so its later flush keeps the drop", async () => {
+    const { agg, store, feed, ev } = setup();
+    feed.batch([ev({ type: PV, time: T0 + 90 * MIN })]); // watermark 90 min - 5 s; nothing purged, no rollup exists
+    expect(windows(agg)).toEqual([`${SEC}@${90 * MIN}:live`]);
+    feed.batch([ev({ type: PV, time: T0 + 61 * MIN, sessionId: "s2" })]); // its second and minute are final, its hour is not
+    expect(windows(agg)).toEqual([`${SEC}@${90 * MIN}:live`, `${HOUR}@${HOUR}:partial`]);
+    await checkpoint(agg, store);
+    feed.batch([ev({ type: PV, time: T0 + 95 * MIN }), ev({ type: "product_view", time: T0 + 100 * MIN, productId: "p-1" })]);
+    await checkpoint(agg, store);
+    feed.batch([ev({ type: PV, time: T0 + 3 * HOUR })]); // the hour is final now
+    await checkpoint(agg, store);
+    await checkpoint(agg, store);
+    const row = (res: number, start: number) => {
+      const p = createPane();
+      mergeEncoded(p, "core", store.windows.get(`${res}:core:${start}:0`)!.value, agg.dict);
+      return Array.from(p.core);
+    };
+    expect(row(HOUR, T0 + HOUR)).toEqual(core({ 0: 2, 1: 1, [C_TOTAL]: 3, [C_LATE_DROPPED]: 1 }));
+    expect(row(MIN, T0 + 61 * MIN)).toEqual(core({ [C_LATE_DROPPED]: 1 }));
+    expect(row(SEC, T0 + 61 * MIN)).toEqual(core({ [C_LATE_DROPPED]: 1 }));
+    expect(Array.from((await merged(agg, store, T0 + HOUR, T0 + 2 * HOUR, ["core"])).core)).toEqual(row(HOUR, T0 + HOUR));
+  });
+
+  it("opens a minute that has no windows yet for a late drop, so its later flush keeps the drop", async () => {
+    const { agg, store, feed, ev } = setup();
+    feed.batch([ev({ type: PV, time: T0 + 130_000 })]); // watermark +125 s
+    feed.batch([ev({ type: PV, time: T0 + 62_000, sessionId: "s2" })]); // second 62 final (123 s <= 125 s), minute 1 not
+    expect(windows(agg)).toEqual([`${SEC}@130000:live`, `${MIN}@${MIN}:partial`]);
+    await checkpoint(agg, store);
+    feed.batch([ev({ type: PV, time: T0 + 110_000, sessionId: "s3" })]); // behind the watermark, inside the lateness
+    await checkpoint(agg, store);
+    feed.batch([ev({ type: PV, time: T0 + 5 * MIN })]); // minute 1 final
+    await checkpoint(agg, store);
+    const row = (res: number, start: number) => {
+      const p = createPane();
+      mergeEncoded(p, "core", store.windows.get(`${res}:core:${start}:0`)!.value, agg.dict);
+      return Array.from(p.core);
+    };
+    expect(row(MIN, T0 + MIN)).toEqual(core({ 0: 1, [C_TOTAL]: 1, [C_LATE_MERGED]: 1, [C_LATE_DROPPED]: 1 }));
+    expect(row(SEC, T0 + 62_000)).toEqual(core({ [C_LATE_DROPPED]: 1 }));
+    feed.batch([ev({ type: PV, time: T0 + 3 * HOUR })]);
+    await checkpoint(agg, store);
+    await checkpoint(agg, store);
+    expect(row(HOUR, T0)).toEqual(core({ 0: 3, [C_TOTAL]: 3, [C_LATE_MERGED]: 1, [C_LATE_DROPPED]: 1 }));
+  });
+
+  it("counts captured corrections from memory until overlaid(), committed() or failed() hands them on, once", async () => {
+    const { agg, store, feed, ev } = setup();
+    feed.batch([ev({ type: PV, time: T0 + 1000 }), ev({ type: PV, time: T0 + 130_000, sessionId: "s2" })]);
+    await checkpoint(agg, store); // second +1 and minute 0 leave memory
+    const pending = () => [...agg.pendingCorrections()].map((w) => `${w.res}@${w.start - T0}:${w.pane.core[C_DUPLICATES]}`).sort();
+    const dup = () => feed.batch([ev({ type: "duplicate", time: T0 + 1000 })]);
+
+    dup();
+    expect(pending()).toEqual(["1000@1000:1", "60000@0:1"]);
+    const c1 = agg.capture();
+    expect(c1.corrections).toHaveLength(2);
+    expect(agg.stats().corrections).toBe(0);
+    expect(pending()).toEqual(["1000@1000:1", "60000@0:1"]); // in flight, not readable elsewhere yet
+    agg.overlaid();
+    expect(pending()).toEqual([]);
+    dup(); // arrives while c1 is in flight: a new correction
+    expect(pending()).toEqual(["1000@1000:1", "60000@0:1"]);
+    agg.committed(c1);
+    expect(pending()).toEqual(["1000@1000:1", "60000@0:1"]);
+
+    const c2 = agg.capture();
+    agg.committed(c2); // without overlaid()
+    expect(pending()).toEqual([]);
+
+    dup();
+    const c3 = agg.capture();
+    dup();
+    agg.overlaid();
+    agg.failed(c3); // both deltas are pending again, each once
+    expect(pending()).toEqual(["1000@1000:2", "60000@0:2"]);
   });
 });

@@ -201,8 +201,11 @@ export interface Aggregator {
   overlaid(): void;
   /** after the capture's commit is durable */
   committed(c: CheckpointCapture): void;
-  /** after a failed commit: keep the capture's windows for the next attempt */
-  failed(c: CheckpointCapture): void;
+  /**
+   * after a failed commit: keep the capture's windows for the next attempt. `corrections: false` when the
+   * caller keeps the corrections itself (as rows computed from them, because the commit may have stored some).
+   */
+  failed(c: CheckpointCapture, opts?: { corrections?: boolean }): void;
   restore(cp: PartitionState): void;
   /**
    * Forget partitions this instance no longer owns (after a rebalance): their windows, pending corrections,
@@ -429,7 +432,8 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       time: t,
       type: TYPES[kind] ?? "unknown",
       reason:
-        `event time ${new Date(t).toISOString()} is behind the watermark ${new Date(wm.value).toISOString()} ` +
+        // the bound that made it final: this instance's watermark, or the one the partition's previous owner finalised to
+        `event time ${new Date(t).toISOString()} is behind the watermark ${new Date(finalBelow(p)).toISOString()} ` +
         `by more than the allowed lateness (${lateness} ms): its window is already final`,
     });
   }
@@ -653,7 +657,18 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     inflight = [];
   }
 
-  function failed(c: CheckpointCapture): void {
+  function failed(c: CheckpointCapture, opts: { corrections?: boolean } = {}): void {
+    // partitions dropped while the commit was in flight are gone for good: nothing of them comes back
+    const ours = (r: { partition: number }) => applied.has(r.partition);
+    c = {
+      ...c,
+      flushed: c.flushed.filter(ours),
+      corrections: opts.corrections === false ? [] : c.corrections.filter(ours),
+      open: c.open.filter(ours),
+      sessions: c.sessions.filter(ours),
+      inventory: c.inventory.filter(ours),
+      late: c.late.filter(ours),
+    };
     // everything goes back so the next checkpoint retries it; dirty flags are re-raised
     for (const w of c.flushed) {
       w.captured = false;
@@ -686,7 +701,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     }
     for (const i of c.inventory) {
       const id = dict.lookup(i.productId);
-      if (id >= 0) invDirty.add(id);
+      if (id >= 0 && inv.has(id)) invDirty.add(id);
     }
     late = c.late.concat(late);
   }

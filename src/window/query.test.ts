@@ -2,9 +2,11 @@
 // plain-loop totals whether the windows are live, flushing, being written or already in the store.
 
 import { describe, expect, it } from "bun:test";
-import { HOUR, MIN, SEC, createAggregator, type Aggregator, type Res } from "./aggregator.ts";
-import { C_REVENUE, C_TOTAL, FAMILIES, createPane, type Pane } from "./pane.ts";
-import { collect, segments, summaryOf, type Segment } from "./query.ts";
+import { createReadCache } from "../store/read-cache.ts";
+import type { HistoryStore, WindowRow } from "../store/types.ts";
+import { FLUSHING, HOUR, MIN, SEC, createAggregator, type Aggregator, type Res } from "./aggregator.ts";
+import { C_DUPLICATES, C_REVENUE, C_TOTAL, FAMILIES, createPane, encodePane, mergeEncoded, mergePane, type Family, type Pane } from "./pane.ts";
+import { collect, segments, summaryOf, type Segment, type WindowReader } from "./query.ts";
 import {
   checkpoint,
   createFeeder,
@@ -219,5 +221,251 @@ describe("collect", () => {
   it("returns no buckets for an empty range", async () => {
     const agg = createAggregator({ partitions: 1, ...OPTS, clock: fakeClock().fn });
     expect((await collect(agg, createMemoryHistory(), T0, T0, FAMILIES)).size).toBe(0);
+  });
+});
+
+// ---- reads racing commits: the read cache's overlay and collect()'s retry ----
+
+/** A history store whose reads can be held, then answered with the rows as they are at release. */
+function slowStore() {
+  const rows = new Map<string, WindowRow>();
+  let gate: Promise<void> | null = null;
+  let reads = 0;
+  const pick = (families: readonly string[], res: number, from: number, to: number) =>
+    [...rows.values()].filter((r) => r.res === res && r.start >= from && r.start < to && families.includes(r.family));
+  return {
+    reads: () => reads,
+    pick,
+    put: (r: WindowRow) => void rows.set(`${r.family}|${r.res}|${r.start}|${r.partition}`, r),
+    /** reads issued from now on wait for the returned release */
+    hold(): () => void {
+      let release!: () => void;
+      gate = new Promise<void>((r) => (release = r));
+      return () => {
+        gate = null;
+        release();
+      };
+    },
+    async readWindows(families: readonly string[], res: number, from: number, to: number): Promise<WindowRow[]> {
+      reads++;
+      if (gate) await gate;
+      return pick(families, res, from, to);
+    },
+  };
+}
+
+function world(partitions = 1, owned: number[] = [0]) {
+  const agg = createAggregator({ partitions, ...OPTS, clock: fakeClock().fn });
+  for (let p = 0; p < partitions; p++) if (!owned.includes(p)) agg.watermark.forget(p);
+  const store = slowStore();
+  return { agg, feed: createFeeder(agg), store, cache: createReadCache(store as unknown as HistoryStore, agg.dict) };
+}
+type World = ReturnType<typeof world>;
+
+/**
+ * engine.ts runCheckpoint for the window rows: flushed windows and read-modify-written corrections, overlaid
+ * (pending + overlaid) while the store applies them one by one; `at.index` runs `at.hook` before that row.
+ */
+async function commitRows(w: World, at: { index?: number; hook?: () => Promise<void> | void; fail?: boolean } = {}) {
+  const { agg, store, cache } = w;
+  const c = agg.capture();
+  const rows: WindowRow[] = [];
+  for (const f of c.flushed)
+    for (const e of encodePane(f.pane, agg.dict)) rows.push({ family: e.family, res: f.res, start: f.start, partition: f.partition, value: e.value });
+  for (const corr of c.corrections) {
+    const existing = store.pick(FAMILIES, corr.res, corr.start, corr.start + 1).filter((r) => r.partition === corr.partition);
+    const pane = createPane();
+    for (const r of existing) mergeEncoded(pane, r.family as Family, r.value, agg.dict);
+    mergePane(pane, corr.pane);
+    for (const e of encodePane(pane, agg.dict)) rows.push({ family: e.family, res: corr.res, start: corr.start, partition: corr.partition, value: e.value });
+  }
+  cache.pending(rows);
+  agg.overlaid();
+  const index = at.index ?? Math.floor(rows.length / 2);
+  for (let i = 0; i <= rows.length; i++) {
+    if (i === index) {
+      await at.hook?.();
+      if (at.fail) {
+        cache.abandoned(rows);
+        agg.failed(c);
+        return rows;
+      }
+    }
+    if (i === rows.length) break;
+    store.put(rows[i]);
+    await Promise.resolve(); // an async store: other tasks run between rows
+  }
+  cache.written(rows);
+  agg.committed(c);
+  return rows;
+}
+
+describe("collect while commits are in flight", () => {
+  const at = (time: number, type: TestEvent["type"] = "page_view", sessionId = `s${time}`): TestEvent => ({
+    type,
+    partition: 0,
+    offset: time,
+    time: T0 + time,
+    userId: "u",
+    sessionId,
+  });
+  const accepted = [1000, 130_000, 200_000];
+  const duplicates = [1000];
+  const ranges: Array<[number, number, Res | undefined]> = [
+    [T0, T0 + HOUR, undefined],
+    [T0 + 1000, T0 + 2000, undefined],
+    [T0, T0 + 5 * MIN, undefined],
+    [T0 + 500, T0 + 3 * MIN + 500, undefined],
+    [T0, T0 + 5 * MIN, MIN],
+    [T0, T0 + 5 * SEC, SEC],
+  ];
+  /** [range, bucket, events, duplicates] of each non-empty bucket, by plain loops */
+  const want = ranges.flatMap(([from, to, step], i) => {
+    const f = floorTo(from, step ?? SEC);
+    const t = ceilTo(to, step ?? SEC);
+    const buckets = new Map<number, [number, number]>();
+    const add = (x: number, k: 0 | 1) => {
+      if (T0 + x < f || T0 + x >= t) return;
+      const b = step ? floorTo(T0 + x, step) - T0 : 0;
+      const cur = buckets.get(b) ?? [0, 0];
+      cur[k]++;
+      buckets.set(b, cur);
+    };
+    for (const x of accepted) add(x, 0);
+    for (const x of duplicates) add(x, 1);
+    return [...buckets].sort((a, b) => a[0] - b[0]).map(([b, [n, d]]) => [i, b, n, d]);
+  });
+  const answers = (w: World, reader: WindowReader = w.cache) =>
+    Promise.all(ranges.map(([from, to, step]) => collect(w.agg, reader, from, to, ["core"], step))).then((all) =>
+      all.flatMap((buckets, i) =>
+        [...buckets]
+          .filter(([, p]) => p.core[C_TOTAL] || p.core[C_DUPLICATES])
+          .sort((a, b) => a[0] - b[0])
+          .map(([b, p]) => [i, ranges[i][2] ? b - T0 : b, p.core[C_TOTAL], p.core[C_DUPLICATES]]),
+      ),
+    );
+
+  /** second +1 and minute 0 stored; then corrections for both (a duplicate), second +130 flushing, more live */
+  async function prepared(): Promise<World> {
+    const w = world();
+    w.feed.batch([at(1000), at(130_000)]);
+    await commitRows(w);
+    expect(w.store.pick(["core"], SEC, T0 + 1000, T0 + 1001)).toHaveLength(1);
+    w.feed.batch([at(1000, "duplicate"), at(200_000)]);
+    expect(w.agg.stats().corrections).toBe(2);
+    expect(w.agg.stats().flushing).toBeGreaterThan(0);
+    expect(await answers(w)).toEqual(want);
+    return w;
+  }
+  async function settle(w: World) {
+    await commitRows(w);
+    expect(await answers(w)).toEqual(want);
+    expect(w.agg.stats().corrections).toBe(0);
+  }
+
+  it("answers a read issued before the commit and served after it: the retry removes the double count", async () => {
+    const w = await prepared();
+    const release = w.store.hold();
+    const q = answers(w);
+    const before = w.store.reads();
+    await commitRows(w);
+    release();
+    expect(await q).toEqual(want);
+    expect(w.store.reads()).toBeGreaterThan(before); // read again
+    await settle(w);
+
+    // the same race without seq(): the corrections count in memory and in the rows they were written to
+    const v = await prepared();
+    const noSeq: WindowReader = { readWindows: v.cache.readWindows, readMerged: v.cache.readMerged };
+    const release2 = v.store.hold();
+    const q2 = answers(v, noSeq);
+    await commitRows(v);
+    release2();
+    const got = await q2;
+    expect(got).not.toEqual(want);
+    expect(got.find((r) => r[0] === 1)).toEqual([1, 0, 1, 2]); // second +1: its duplicate twice
+  });
+
+  it("answers a read issued and served in the middle of a commit from the overlay", async () => {
+    const w = await prepared();
+    let mid: unknown = null;
+    const rows = await commitRows(w, {
+      hook: async () => {
+        expect(w.store.pick(["core"], SEC, T0 + 1000, T0 + 1001)[0]).toBeDefined();
+        mid = await answers(w);
+      },
+    });
+    expect(rows.length).toBeGreaterThan(2);
+    expect(mid).toEqual(want);
+    await settle(w);
+    // at every row boundary
+    for (let index = 0; index <= 12; index++) {
+      const v = await prepared();
+      let got: unknown = null;
+      await commitRows(v, { index, hook: async () => void (got = await answers(v)) });
+      expect({ index, got }).toEqual({ index, got: want });
+    }
+  });
+
+  it("answers a read issued in the middle of a commit and served after it", async () => {
+    const w = await prepared();
+    let q: Promise<unknown> | null = null;
+    let release = () => {};
+    await commitRows(w, {
+      hook: () => {
+        release = w.store.hold();
+        q = answers(w);
+      },
+    });
+    release();
+    expect(await q!).toEqual(want);
+    await settle(w);
+  });
+
+  it("answers reads around a commit that fails before writing a row", async () => {
+    const w = await prepared();
+    const release = w.store.hold();
+    const q = answers(w);
+    let mid: Promise<unknown> | null = null;
+    let releaseMid = () => {};
+    await commitRows(w, {
+      index: 0,
+      fail: true,
+      hook: async () => {
+        release(); // the early read is served mid-commit
+        expect(await answers(w)).toEqual(want); // served from the overlay
+        releaseMid = w.store.hold();
+        mid = answers(w);
+      },
+    });
+    releaseMid();
+    expect(await q).toEqual(want);
+    expect(await mid!).toEqual(want);
+    expect(await answers(w)).toEqual(want);
+    expect(w.agg.stats().corrections).toBe(2);
+    await settle(w);
+  });
+
+  it("counts another owner's published windows unless the store already has their rows", async () => {
+    const a = world(2, [0]);
+    const b = world(2, [1]);
+    b.store = a.store; // one history store, two instances with their own caches
+    b.cache = createReadCache(a.store as unknown as HistoryStore, b.agg.dict);
+    a.feed.batch([at(2000)]);
+    b.feed.batch([1000, 130_000].map((t) => ({ ...at(t), partition: 1 })));
+    expect([...b.agg.memWindows()].filter((w) => w.state === FLUSHING).length).toBe(2); // second +1, minute 0
+    const published = { windows: [...b.agg.memWindows()], corrections: [...b.agg.pendingCorrections()] };
+    const remote = () => published;
+    const q = async (from: number, to: number) => {
+      const p = (await collect(a.agg, a.cache, from, to, ["core"], undefined, undefined, remote)).get(0);
+      return p ? p.core[C_TOTAL] : 0;
+    };
+    const check = async () =>
+      expect([await q(T0, T0 + HOUR), await q(T0 + 1000, T0 + 3000), await q(T0, T0 + MIN), await q(T0 + MIN, T0 + 3 * MIN)]).toEqual([3, 2, 2, 1]);
+    await check();
+    const rows = await commitRows(b); // b's flushed windows are stored; the published list is stale now
+    a.cache.invalidate(rows); // the "written" notice
+    expect(a.store.pick(["core"], MIN, T0, T0 + 1)).toHaveLength(1);
+    await check();
   });
 });

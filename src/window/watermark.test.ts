@@ -175,3 +175,58 @@ describe("watermark through the aggregator", () => {
     expect(agg.watermark.value).toBe(T0 + 115_000);
   });
 });
+
+describe("watermark ownership", () => {
+  it("stops counting a forgotten partition at once, active or not, and never moves back", () => {
+    const { clock, wm } = setup(3);
+    wm.observe(0, T0 + 50_000);
+    expect(wm.advance()).toBe(-Infinity); // 1 and 2 have sent nothing and are not idle yet
+    wm.forget(1);
+    wm.forget(2); // not ours (the engine starts so in Kafka mode): they hold nothing back
+    expect(wm.advance()).toBe(T0 + 45_000);
+
+    wm.observe(0, T0 + 100_000);
+    wm.observe(1, T0 + 30_000);
+    wm.observe(2, T0 + 60_000);
+    expect(wm.advance()).toBe(T0 + 45_000); // held at 30 s - 5 s by partition 1, but never lowered
+    wm.observe(1, T0 + 31_000);
+    wm.forget(1);
+    expect(wm.maxTime(1)).toBe(-Infinity);
+    expect(wm.advance()).toBe(T0 + 55_000);
+    wm.observe(2, T0 + 70_000);
+    wm.forget(2); // an event noted but not yet stamped does not keep it active
+    expect(wm.advance()).toBe(T0 + 95_000);
+    expect(wm.snapshot().maxTime).toEqual([T0 + 100_000, -1e300, -1e300]);
+    clock.tick(IDLE); // every partition idle: the furthest clock of those still tracked
+    expect(wm.advance()).toBe(T0 + 95_000);
+    wm.forget(0);
+    expect(wm.advance()).toBe(T0 + 95_000); // nothing tracked: it stays
+    wm.observe(1, T0 + 150_000); // heard again: tracked again
+    expect(wm.advance()).toBe(T0 + 145_000);
+  });
+
+  it("counts an adopted partition as just heard, from the clock its checkpoint recorded", () => {
+    const { clock, wm } = setup(3);
+    for (let p = 0; p < 3; p++) wm.forget(p);
+    wm.adopt(1, T0 + 40_000);
+    wm.adopt(2, T0 + 60_000);
+    expect(wm.advance()).toBe(T0 + 35_000); // no event yet: the adopted clocks hold it
+    wm.adopt(1, T0 + 10_000); // an older clock does not lower the partition's
+    expect(wm.maxTime(1)).toBe(T0 + 40_000);
+    clock.tick(IDLE - 1);
+    wm.observe(2, T0 + 70_000);
+    expect(wm.advance()).toBe(T0 + 35_000); // partition 1 counts as heard at adopt
+    clock.tick(1);
+    expect(wm.advance()).toBe(T0 + 65_000); // now it is idle
+    wm.adopt(0, -Infinity); // a partition without a clock holds it until it is heard or idles
+    wm.observe(2, T0 + 90_000);
+    expect(wm.advance()).toBe(T0 + 65_000);
+    clock.tick(IDLE);
+    expect(wm.advance()).toBe(T0 + 85_000);
+    wm.adopt(0, T0 + 20_000); // re-adopted far behind: the watermark never moves back
+    expect(wm.advance()).toBe(T0 + 85_000);
+    wm.observe(0, T0 + 200_000);
+    wm.observe(2, T0 + 190_000);
+    expect(wm.advance()).toBe(T0 + 185_000);
+  });
+});
