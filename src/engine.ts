@@ -92,11 +92,24 @@ export interface Engine {
   /** resolves once every event appended so far has been applied by the aggregator */
   caughtUp(timeoutMs?: number): Promise<boolean>;
   stats(): Record<string, unknown>;
+  /** what readiness reports: can this instance take events, and how are its stores */
+  health(): EngineHealth;
   /** running totals and offsets for /metrics; cheap, allocates only the two offset arrays */
   counters(): EngineCounters;
   /** register timing observers (metrics); returns the unsubscribe function */
   observe(observer: EngineObserver): () => void;
   stop(): Promise<void>;
+}
+
+export interface EngineHealth {
+  /** not_ready: stopping, or the log cannot take events; degraded: a store fails but events are still accepted */
+  status: "ready" | "degraded" | "not_ready";
+  log: "ok" | "unreachable";
+  history: "ok" | "failing";
+  hot: "ok" | "degraded";
+  /** partitions this instance consumes */
+  partitions: number[];
+  stopping: boolean;
 }
 
 /** Monotonic totals since this process started, plus per-partition offsets. */
@@ -191,12 +204,30 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     },
   });
   const reader = createReadCache(timedStore, agg.dict);
+  /** Correction rows of failed commits, by key: written again as they are until a commit succeeds. */
+  const retryRows = new Map<string, WindowRow>();
+  function rowKey(r: { family: string; res: number; start: number; partition: number }): string {
+    return `${r.family}|${r.res}|${r.start}|${r.partition}`;
+  }
+  /** partitions gone to another owner: their unwritten corrections are its to replay, not ours to write */
+  function forgetRetries(gone: Set<number>): void {
+    const dropped: WindowRow[] = [];
+    for (const [k, r] of retryRows)
+      if (gone.has(r.partition)) {
+        retryRows.delete(k);
+        dropped.push(r);
+      }
+    reader.abandoned(dropped);
+  }
+
   if (brokers) {
     // partitions arrive with the group's assignments; until then none holds the watermark back
     for (let p = 0; p < config.partitions; p++) agg.watermark.forget(p);
   } else {
     const cp = await store.loadCheckpoint();
     agg.restore(cp);
+    // embedded: this instance owns every partition from the start
+    for (let p = 0; p < config.partitions; p++) if (!agg.applied.has(p)) agg.applied.set(p, 0);
     log.info("restored checkpoint", {
       partitions: config.partitions,
       openWindows: cp.openWindows.length,
@@ -286,6 +317,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
           onAssigned: adopt,
           onRevoked: (parts) => {
             agg.dropPartitions(parts);
+            forgetRetries(new Set(parts));
             log.info("partitions revoked", { partitions: parts });
           },
           onWarn: (message) => log.warn("ingest worker", { message }),
@@ -296,9 +328,11 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
   // end offsets: after our own appends (embedded), or the topic's as last polled (Kafka: lag and catch-up)
   const appended = new Float64Array(config.partitions);
   if (writer) for (let p = 0; p < config.partitions; p++) appended[p] = writer.endOffset(p);
+  let endsOkAt = Date.now(); // last time the broker answered (Kafka mode readiness)
   async function pollEnds(): Promise<void> {
     if (!topicEnds) return;
     for (const [p, end] of await topicEnds.fetch()) if (p < appended.length) appended[p] = end;
+    endsOkAt = Date.now();
   }
   const endsTimer = topicEnds
     ? setInterval(() => pollEnds().catch((err: Error) => log.debug("end offsets unavailable", { message: err.message })), 2000)
@@ -326,6 +360,9 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     // every 300th checkpoint rewrites the open sessions whole, so the session log stays short
     const c: CheckpointCapture = agg.capture(checkpoints % 300 === 0);
     let windows: WindowRow[] = [];
+    let flushedRows: WindowRow[] = [];
+    let correctionRows: WindowRow[] = [];
+    let writing = false;
     try {
       if (store.lostOwnership && c.offsets.size > 0) {
         // a partition another instance claimed since (a rebalance this one has not heard of yet) is never
@@ -334,6 +371,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         if (lost.size > 0) {
           log.warn("partitions claimed by another instance; not writing them", { partitions: [...lost] });
           excludePartitions(c, lost);
+          forgetRetries(lost);
         }
       }
       if (!writer) {
@@ -348,7 +386,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       }
       for (const w of c.flushed)
         for (const f of encodePane(w.pane, agg.dict))
-          windows.push({ family: f.family, res: w.res, start: w.start, partition: w.partition, value: f.value });
+          flushedRows.push({ family: f.family, res: w.res, start: w.start, partition: w.partition, value: f.value });
       // read-modify-write of stored windows; each partition's rows have a single writer. Only the
       // families a correction touches are read and rewritten (funnel/campaign/late counters, never
       // the sketches or product tables), and each stored window is read once for all its partitions.
@@ -363,7 +401,9 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         const { res, start } = list[0];
         const families = new Set<Family>();
         for (const corr of list) for (const f of touchedFamilies(corr.pane)) families.add(f);
-        const stored = await store.readWindows([...families], res, start, start + 1);
+        // rows of a failed commit are the truth for their keys (the store may hold them or not)
+        const stored = (await store.readWindows([...families], res, start, start + 1)).filter((r) => !retryRows.has(rowKey(r)));
+        for (const r of retryRows.values()) if (r.res === res && r.start === start && families.has(r.family as Family)) stored.push(r);
         for (const corr of list) {
           const mine = touchedFamilies(corr.pane);
           const existing = stored.filter((r) => r.partition === corr.partition && mine.includes(r.family as Family));
@@ -377,9 +417,13 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
               encoded.push({ family: r.family as Family, value: new Uint8Array(r.value.length) });
           }
           for (const f of encoded)
-            windows.push({ family: f.family, res, start, partition: corr.partition, value: f.value });
+            correctionRows.push({ family: f.family, res, start, partition: corr.partition, value: f.value });
         }
       }
+      // a failed commit's correction rows not rewritten above go again, as they are (absolute values)
+      const recomputed = new Set(correctionRows.map(rowKey));
+      for (const [k, r] of retryRows) if (!recomputed.has(k)) correctionRows.push(r);
+      windows = flushedRows.concat(correctionRows);
       const partitionMeta = new Map<number, string>();
       for (const [p, m] of c.partitionMeta) {
         const dedupeFrom = pool.dedupeFrom(p);
@@ -401,12 +445,14 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       // it row by row) and no longer count its corrections from memory: nothing counts twice or not at all.
       reader.pending(windows);
       agg.overlaid();
+      writing = true;
       const commitStarted = performance.now();
       if (store.commitSync) store.commitSync(batch);
       else await store.commit(batch);
       emitStoreOp("commit", commitStarted);
       reader.written(windows);
       agg.committed(c);
+      retryRows.clear();
       pool.committed(c.offsets);
       if (failingSince !== null) log.info("checkpoints succeed again", { failedForMs: Date.now() - failingSince });
       failingSince = null;
@@ -431,8 +477,16 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         }
       }
     } catch (err) {
-      reader.abandoned(windows);
-      agg.failed(c);
+      if (writing) {
+        // Some rows may be stored, others not: a correction's delta must never be applied twice, so its
+        // rows are kept as computed (absolute values), stay visible to readers, and are written again.
+        for (const r of correctionRows) retryRows.set(rowKey(r), r);
+        reader.abandoned(flushedRows);
+        agg.failed(c, { corrections: false });
+      } else {
+        // nothing was written: the deltas go back to the aggregator
+        agg.failed(c);
+      }
       failingSince ??= Date.now();
       log.error("checkpoint failed; state kept for the next attempt", { message: (err as Error).message });
       throw err;
@@ -622,6 +676,13 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         redis: shared?.stats() ?? null,
       };
     },
+    health() {
+      const log = topicEnds && Date.now() - endsOkAt > 10_000 ? "unreachable" : "ok";
+      const history = failingSince !== null ? "failing" : "ok";
+      const hotState = shared && shared.stats().breaker !== "closed" ? "degraded" : "ok";
+      const status = stopped || log !== "ok" ? "not_ready" : history !== "ok" || hotState !== "ok" ? "degraded" : "ready";
+      return { status, log, history, hot: hotState, partitions: agg.owned(), stopping: stopped };
+    },
     counters() {
       const applied: number[] = [];
       for (let p = 0; p < config.partitions; p++) applied.push(agg.applied.get(p) ?? 0);
@@ -634,6 +695,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     async stop() {
       if (stopped) return;
       stopped = true;
+      await door.close();
       clearInterval(cpTimer);
       clearInterval(pruneTimer);
       clearInterval(liveTimer);

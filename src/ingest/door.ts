@@ -21,6 +21,8 @@ export interface IngestResult {
 
 export interface Door {
   ingest(bytes: Uint8Array, contentType: string | null): Promise<IngestResult>;
+  /** stop intake (shutdown): later requests get 503 shutting_down; resolves when appends in flight are done */
+  close(): Promise<void>;
   readonly stats: { accepted: number; rejected: number; requests: number };
 }
 
@@ -33,10 +35,18 @@ export function createDoor(opts: {
 }): Door {
   const stats = { accepted: 0, rejected: 0, requests: 0 };
   const P = opts.sink.partitions;
+  let closed = false;
+  const inFlight = new Set<Promise<unknown>>();
   return {
     stats,
+    async close() {
+      closed = true;
+      await Promise.allSettled([...inFlight]);
+    },
     async ingest(bytes, contentType) {
       stats.requests++;
+      if (closed)
+        return { status: 503, body: { error: { code: "shutting_down", message: "this instance is shutting down; send to another or retry" } } };
       const parsed = parseBody(bytes, contentType, { maxEvents: opts.maxEvents });
       if (!parsed.ok) return { status: parsed.status, body: { error: { code: parsed.code, message: parsed.message } } };
       const ctx = opts.context();
@@ -75,7 +85,9 @@ export function createDoor(opts: {
         };
       }
       try {
-        await opts.sink.append(byPartition, maxTime);
+        const appended = Promise.resolve(opts.sink.append(byPartition, maxTime));
+        inFlight.add(appended);
+        await appended.finally(() => inFlight.delete(appended));
       } catch (err) {
         return {
           status: 503,

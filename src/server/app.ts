@@ -132,10 +132,13 @@ export function createApp(engine: Engine, extras: AppOptions = {}) {
     .get("/health", () => ({ status: "ok" }), { detail: ROUTE_DOCS["GET /health"] })
     .get(
       "/ready",
-      () =>
-        engine.ready()
-          ? { status: "ready", watermark: Number.isFinite(engine.aggregator.watermark.value) ? new Date(engine.aggregator.watermark.value).toISOString() : null }
-          : json(503, JSON.stringify({ status: "not_ready" })),
+      () => {
+        const h = engine.health();
+        const wm = engine.aggregator.watermark.value;
+        const body = { ...h, watermark: Number.isFinite(wm) ? new Date(wm).toISOString() : null };
+        // degraded still takes events (they wait in the log for the store): only not_ready leaves the pool
+        return h.status === "not_ready" ? json(503, JSON.stringify(body)) : body;
+      },
       { detail: ROUTE_DOCS["GET /ready"] },
     );
   for (const p of extras.plugins ?? []) app.use(p);

@@ -45,7 +45,12 @@ function follow(counter: Counter<string>, labels: Record<string, string> | null)
 /** Elysia plugin serving `GET /metrics`; also counts POST /api/events responses by status. */
 export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
   const registry = opts.registry ?? new Registry();
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (opts.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry });
+    // gauges that prom-client names like counters (promtool rejects a "_total" gauge)
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"])
+      registry.removeSingleMetric(name);
+  }
   const registers = [registry];
 
   // one engine snapshot per scrape, shared by every collect() callback (the age bound covers

@@ -62,7 +62,15 @@ export const Schemas = {
   Campaigns: ItemList(t.Object({ source: t.String(), sessions: Int(), orders: Int(), revenue: Num })),
   Inventory: ItemList(t.Object({ productId: t.String(), stock: Int(), unitsSold: Int() })),
   Health: t.Object({ status: t.String({ example: "ok" }) }),
-  Ready: t.Object({ status: t.String({ enum: ["ready", "not_ready"] }), watermark: t.Optional(NullableTime) }),
+  Ready: t.Object({
+    status: t.String({ enum: ["ready", "degraded", "not_ready"], description: "degraded: a store fails but events are still accepted" }),
+    log: t.String({ enum: ["ok", "unreachable"] }),
+    history: t.String({ enum: ["ok", "failing"] }),
+    hot: t.String({ enum: ["ok", "degraded"] }),
+    partitions: t.Array(Int(), { description: "partitions this instance consumes" }),
+    stopping: t.Boolean(),
+    watermark: t.Optional(NullableTime),
+  }),
   LiveMessage: t.Object({
     topic: t.String({ enum: ["overview", "products", "funnel", "performance", "campaigns", "inventory"] }),
     seq: Int({ description: "increasing per process" }),
@@ -205,9 +213,10 @@ export const ROUTE_DOCS: Record<RouteKey, DocumentDecoration> = {
   "GET /ready": doc({
     tags: ["operations"],
     summary: "Readiness",
-    description: "Ready once the engine has restored its state; carries the current watermark. Always open.",
+    description:
+      "Ready once the engine has restored its state and joined its partitions, while the log takes events (200 also when degraded: a store fails, events wait in the log); 503 while starting, stopping or when the log is unreachable. Always open.",
     security: [],
-    responses: { 200: ok("ready", ref("Ready")), 503: ok("not ready yet", ref("Ready")) },
+    responses: { 200: ok("ready or degraded", ref("Ready")), 503: ok("not ready", ref("Ready")) },
   }),
 };
 
@@ -298,6 +307,7 @@ export function openapiPlugin(version: string) {
             { name: "dashboard", description: "HTML" },
             { name: "auth", description: "browser sessions" },
             { name: "operations", description: "liveness and readiness" },
+            { name: "alerts", description: "alert rules, firing alerts and their history (routes of the alerting plugin)" },
           ],
           components: {
             securitySchemes: {
