@@ -51,8 +51,9 @@ const ALL_FLAGS = [
   "consumer-group", "cassandra-keyspace", "redis-prefix", "ingest-keys", "read-tokens", "admin-token",
   "checkpoint-interval", "idle-timeout", "dedupe-horizon", "max-body-bytes", "max-events-per-request", "log-level",
   "seed", "target", "rate", "count", "duration", "batch-size", "ingest-key", "products", "users", "bursts", "no-diurnal",
+  "alert-rules", "alert-webhook-url",
 ];
-const SECRET_FLAGS = new Set(["ingest-keys", "read-tokens", "admin-token", "ingest-key"]);
+const SECRET_FLAGS = new Set(["ingest-keys", "read-tokens", "admin-token", "ingest-key", "alert-webhook-url"]);
 const BOOLEAN_FLAGS = new Set(["bursts", "no-diurnal"]);
 const PRODUCE_ONLY = new Set(["target", "rate", "count", "duration", "batch-size", "ingest-key"]);
 const commandFor = (flag: string): "serve" | "produce" => (PRODUCE_ONLY.has(flag) ? "produce" : "serve");
@@ -84,6 +85,8 @@ describe("defaults", () => {
       ingestKeys: [],
       readTokens: [],
       adminToken: null,
+      alertRulesPath: null,
+      alertWebhookUrl: null,
       checkpointIntervalMs: 1 * S,
       idleTimeoutMs: 10 * S,
       dedupeHorizonMs: 10 * M,
@@ -143,6 +146,8 @@ interface ValueCase {
 }
 
 const VALUE_CASES: ValueCase[] = [
+  { flag: "alert-rules", raw: "/etc/rtae/alerts.json", pick: (c) => c.alertRulesPath, want: "/etc/rtae/alerts.json" },
+  { flag: "alert-webhook-url", raw: "https://hooks.example.com/rtae", pick: (c) => c.alertWebhookUrl, want: "https://hooks.example.com/rtae" },
   { flag: "port", raw: "9090", pick: (c) => c.port, want: 9090 },
   { flag: "host", raw: "127.0.0.1", pick: (c) => c.host, want: "127.0.0.1" },
   { flag: "host", raw: "[::1]", pick: (c) => c.host, want: "::1" },
@@ -270,6 +275,9 @@ interface ErrorCase {
 }
 
 const ERROR_CASES: ErrorCase[] = [
+  { flag: "alert-rules", raw: "rules\u0000.json", says: "contains a NUL character" },
+  { flag: "alert-webhook-url", raw: "ftp://hooks.example.com/x", says: "is not an http:// or https:// URL" },
+  { flag: "alert-webhook-url", raw: "not a url", says: "is not a URL" },
   { flag: "port", raw: "80a", says: "is not a port number (1-65535)" },
   { flag: "port", raw: "0", says: "is not a port number (1-65535)" },
   { flag: "port", raw: "65536", says: "is not a port number (1-65535)" },

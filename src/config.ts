@@ -80,6 +80,10 @@ export interface Config {
   readonly readTokens: readonly string[];
   /** secret */
   readonly adminToken: string | null;
+  /** JSON file of alert rules (--alert-rules); null = no rules from a file */
+  readonly alertRulesPath: string | null;
+  /** webhook of alert rules that name none; may carry a secret in its path or query */
+  readonly alertWebhookUrl: string | null;
   readonly checkpointIntervalMs: number;
   readonly idleTimeoutMs: number;
   readonly dedupeHorizonMs: number;
@@ -463,6 +467,23 @@ function redisPrefixOf(raw: string): string {
   return raw;
 }
 
+function alertRulesPathOf(raw: string): string {
+  if (raw.includes("\0")) fail("contains a NUL character");
+  return raw;
+}
+
+function webhookUrlOf(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return fail("is not a URL (expected e.g. https://hooks.example.com/rtae)");
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") fail("is not an http:// or https:// URL");
+  if (u.hash !== "") fail("has a #fragment");
+  return raw;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The option table.
 
@@ -612,6 +633,16 @@ const S = {
     flag: "admin-token", section: "engine", hint: "<token>", secret: true, emptyIsUnset: true,
     help: `token for admin endpoints, at least ${MIN_SECRET} characters`,
     parse: secretOf,
+  }),
+  alertRules: noDefault("unset = no rules from a file", {
+    flag: "alert-rules", section: "engine", hint: "<file.json>", emptyIsUnset: true,
+    help: "JSON file of alert rules evaluated on each closed window, validated at start (rules can also be managed through /api/alerts/rules)",
+    parse: alertRulesPathOf,
+  }),
+  alertWebhookUrl: noDefault("unset = such rules only record their alerts", {
+    flag: "alert-webhook-url", section: "engine", hint: "<url>", secret: true, emptyIsUnset: true,
+    help: "webhook (http or https) that alert rules without their own webhook notify",
+    parse: webhookUrlOf,
   }),
   checkpointInterval: withDefault("1s", {
     flag: "checkpoint-interval", section: "engine", hint: "<duration>",
@@ -973,6 +1004,8 @@ function build(
     ingestKeys: get(S.ingestKeys) ?? [],
     readTokens: get(S.readTokens) ?? [],
     adminToken: get(S.adminToken) ?? null,
+    alertRulesPath: get(S.alertRules) ?? null,
+    alertWebhookUrl: get(S.alertWebhookUrl) ?? null,
     checkpointIntervalMs: get(S.checkpointInterval),
     idleTimeoutMs: get(S.idleTimeout),
     dedupeHorizonMs: get(S.dedupeHorizon),
@@ -1128,6 +1161,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     ingestKeys: config.ingestKeys.map(() => REDACTED),
     readTokens: config.readTokens.map(() => REDACTED),
     adminToken: config.adminToken === null ? null : REDACTED,
+    alertWebhookUrl: config.alertWebhookUrl === null ? null : REDACTED,
     traffic: { ...config.traffic },
     produce: { ...config.produce, ingestKey: config.produce.ingestKey === null ? null : REDACTED },
   };

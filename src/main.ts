@@ -16,10 +16,18 @@ import { metricsPlugin } from "./server/metrics.ts";
 import { streamsPlugin } from "./server/streams.ts";
 import { dashboardPlugin, trackerPlugin } from "./views/index.ts";
 import { migrateCassandra, openSqliteHistory } from "./store/index.ts";
+import { loadAlertRules, startAlerting, type AlertRule } from "./alerts/index.ts";
 
 const log = logger("Main");
 
 async function serve(config: Config): Promise<void> {
+  let alertRules: AlertRule[];
+  try {
+    alertRules = loadAlertRules(config); // before anything starts: a broken rules file is a config error
+  } catch (err) {
+    process.stderr.write(`rtae: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
   let engine: Engine;
   try {
     engine = await startEngine(config);
@@ -29,8 +37,9 @@ async function serve(config: Config): Promise<void> {
     process.exit(1);
   }
   const live = startLiveTopics(engine);
+  const alerts = startAlerting(engine, alertRules);
   const app = createApp(engine, {
-    plugins: [streamsPlugin(engine, live), metricsPlugin(engine), trackerPlugin(engine), dashboardPlugin(engine)],
+    plugins: [streamsPlugin(engine, live), metricsPlugin(engine), trackerPlugin(engine), dashboardPlugin(engine), alerts.plugin],
     clientIp: (req) => app.server?.requestIP(req)?.address ?? null,
   });
   // app.listen (not Bun.serve + app.handle): WebSockets need Elysia's handlers, and streams need the
@@ -71,13 +80,19 @@ async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info("shutting down", { signal });
-    demo?.stop();
-    live.stop();
-    await app.stop(true);
     const bound = setTimeout(() => {
       log.error("shutdown took too long; exiting");
       process.exit(1);
     }, 20_000);
+    // intake first: new events get 503 (clients send them elsewhere); appends in flight finish and their
+    // 202s go out; then streams and the listener close, and the engine drains its rings, checkpoints the
+    // open windows and commits the offsets they cover
+    demo?.stop();
+    await engine.door.close();
+    await Bun.sleep(100);
+    live.stop();
+    await app.stop(true);
+    await alerts.stop();
     await engine.stop();
     clearTimeout(bound);
     log.info("stopped cleanly");

@@ -13,8 +13,8 @@ const withQuery = (path: string, q: string) => (q ? `${path}${path.includes("?")
 /** datetime-local value in UTC (the picker is labelled UTC and the server reads zone-less times as UTC). */
 const localValue = (t: number) => new Date(t).toISOString().slice(0, 16);
 
-/** Navigation between views, keeping the current range. */
-export function Nav(p: { view: ViewName; range: ViewRange; oob?: boolean }) {
+/** Navigation between views, keeping the current range; Alerts (served by the alerting plugin) has no range. */
+export function Nav(p: { view: ViewName | "alerts"; range: ViewRange; oob?: boolean }) {
   const q = rangeQuery(p.range);
   return (
     <nav id="nav" aria-label="Views" hx-swap-oob={p.oob ? "true" : undefined}>
@@ -33,6 +33,11 @@ export function Nav(p: { view: ViewName; range: ViewRange; oob?: boolean }) {
             </a>
           </li>
         ))}
+        <li>
+          <a href="/alerts" hx-get="/ui/alerts" hx-target="#view" hx-swap="outerHTML" hx-push-url="/alerts" aria-current={p.view === "alerts" ? "page" : undefined}>
+            Alerts
+          </a>
+        </li>
       </ul>
     </nav>
   );
