@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Engine } from "../engine.ts";
 import { LIVE_CHANNEL } from "./live.ts";
 import * as N from "./metric-names.ts";
+import { T_ORDERS, T_REVENUE } from "../window/index.ts";
 import { streamStats } from "./streams.ts";
 
 export interface MetricsOptions {
@@ -116,12 +117,17 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
   });
   new Gauge({
     name: N.CONSUMER_LAG_RECORDS,
-    help: "Log end offset minus the offset the aggregator has applied, per partition.",
+    help: "Log end offset minus the offset the aggregator has applied, per partition this instance consumes.",
     labelNames: ["partition"],
     registers,
     collect() {
       const c = current().counters;
-      for (let p = 0; p < c.logEnd.length; p++) this.set({ partition: String(p) }, Math.max(0, c.logEnd[p] - (c.applied[p] ?? 0)));
+      const owned = current().stats.owned;
+      // with Kafka an instance reports only its share: the others' partitions are their owners' lag
+      const mine = Array.isArray(owned) ? new Set(owned as number[]) : null;
+      this.reset();
+      for (let p = 0; p < c.logEnd.length; p++)
+        if (!mine || mine.has(p)) this.set({ partition: String(p) }, Math.max(0, c.logEnd[p] - (c.applied[p] ?? 0)));
     },
   });
   const freshness = new Histogram({
@@ -143,6 +149,22 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
       this.set({ store: "hot" }, redis?.breaker === "open" ? 2 : redis?.breaker === "half-open" ? 1 : 0);
     },
   });
+  // business counters: what this instance counted into windows (sum over instances for the whole stream)
+  const totals = () => engine.aggregator.totals();
+  const TYPE_NAMES = ["page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "inventory_update"];
+  followed(
+    N.EVENTS_COUNTED_TOTAL,
+    "Events counted into windows (not duplicates, not late-dropped), by type, from the partitions this instance consumed.",
+    Object.fromEntries(TYPE_NAMES.map((t, i) => [t, () => totals()[i]])),
+    "type",
+  );
+  followed(N.ORDERS_TOTAL, "Purchases counted into windows by this instance.", { "": () => totals()[T_ORDERS] });
+  followed(
+    N.REVENUE_TOTAL,
+    "Revenue counted into windows by this instance, in the reporting currency's major unit.",
+    { [engine.config.currency]: () => totals()[T_REVENUE] / 100 },
+    "currency",
+  );
   new Gauge({
     name: N.PARTITIONS_OWNED,
     help: "Log partitions this instance consumes and checkpoints (all of them embedded; its share of the group with Kafka).",

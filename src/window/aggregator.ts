@@ -174,6 +174,10 @@ export interface PartitionState {
   partitionMeta?: Map<number, string>;
 }
 
+/** indexes of Aggregator.totals() after the seven event type codes */
+export const T_ORDERS = 7;
+export const T_REVENUE = 8;
+
 const wkey = (start: number, p: number) => start * 1024 + p;
 const floorTo = (t: number, res: number) => Math.floor(t / res) * res;
 const finite = (x: number) => (Number.isFinite(x) ? x : null);
@@ -197,6 +201,8 @@ export interface Aggregator {
   inventory(): Iterable<InventoryEntry>;
   /** `fullSessions`: include every open session (a compacting snapshot), not only the changed ones */
   capture(fullSessions?: boolean): CheckpointCapture;
+  /** counted since start: [0..6] events by type code, [T_ORDERS] orders, [T_REVENUE] revenue in cents (read-only view) */
+  totals(): Float64Array;
   /** the capture's rows are readable now (the reader overlays the batch in flight): stop counting its corrections here */
   overlaid(): void;
   /** after the capture's commit is durable */
@@ -237,6 +243,8 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   const hours = new Map<number, MemWindow>(); // 1 h, PARTIAL or FLUSHING
   const byRes = (res: number) => (res === SEC ? live : res === MIN ? mins : hours);
   let flushQueue: MemWindow[] = [];
+  // running totals of what was counted into windows since this process started (metrics), by type code
+  const totals = new Float64Array(T_REVENUE + 1);
   let inflight: MemWindow[] = []; // corrections captured, not yet visible through the reader
   // deltas for windows that already left memory: merged into stored rows at the next checkpoint
   const corrections = new Map<string, MemWindow>();
@@ -454,6 +462,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
           const cents = i32[base + W_PRICE] * qty;
           const pane = w.pane;
           pane.core[C_REVENUE] += cents;
+          totals[T_REVENUE] += cents;
           pane.core[C_UNITS] += qty;
           const prod = xlate[i32[base + W_PRODUCT]];
           const tab = productsOf(pane);
@@ -485,6 +494,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
         pane.dirty = true;
         const core = pane.core;
         core[kind] += 1;
+        totals[kind] += 1;
         core[C_TOTAL] += 1;
         if (t < wm.value) core[C_LATE_MERGED] += 1;
         if (kind !== K_INVENTORY) {
@@ -514,6 +524,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
               break;
             case K_PURCHASE: {
               core[C_ORDERS] += 1;
+              totals[T_ORDERS] += 1;
               curSource = sessions.rec[slot * S_STRIDE + S_SOURCE];
               curSessionPane = pane;
               const g = campaignsOf(pane);
@@ -801,6 +812,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     overlaid() {
       inflight = [];
     },
+    totals: () => totals,
     inventory() {
       return inv.values();
     },

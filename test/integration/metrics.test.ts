@@ -191,6 +191,10 @@ describe("GET /metrics", () => {
     expect(value(f, "rtae_ingest_requests_total", { status: "400" })! - base("rtae_ingest_requests_total", { status: "400" })).toBe(1);
     expect(value(f, "rtae_events_processed_total")! - base("rtae_events_processed_total")).toBe(n);
     expect(value(f, "rtae_duplicates_total")).toBe(0);
+    expect(value(f, "rtae_events_counted_total", { type: "page_view" })! - base("rtae_events_counted_total", { type: "page_view" })).toBe(n);
+    expect(value(f, "rtae_events_counted_total", { type: "purchase" })! - base("rtae_events_counted_total", { type: "purchase" })).toBe(0);
+    expect(value(f, "rtae_orders_total")! - base("rtae_orders_total")).toBe(0);
+    expect(value(f, "rtae_revenue_total", { currency: "USD" })).toBeGreaterThanOrEqual(0);
     // watermark = min over active partitions of (newest event time - 5 s); NaN until every partition has spoken
     const wm = value(f, "rtae_watermark_seconds")!;
     const engineWm = t.engine.aggregator.watermark.value;
