@@ -672,6 +672,8 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         mode,
         instanceId,
         owned: agg.owned(),
+        // the history store's circuit: closed, failing (checkpoints retried), open (consumption held back)
+        historyCircuit: failingSince === null ? "closed" : Date.now() - failingSince > HOLD_BACK_AFTER_MS ? "open" : "half-open",
         partials: partials?.stats() ?? null,
         redis: shared?.stats() ?? null,
       };

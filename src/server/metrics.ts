@@ -140,12 +140,13 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
   const storeOps = new Histogram({ name: N.STORE_OPERATION_DURATION_SECONDS, help: "History store operation duration.", labelNames: ["store", "op"], buckets: [...N.DURATION_BUCKETS], registers });
   new Gauge({
     name: N.CIRCUIT_STATE,
-    help: "Circuit breaker state per store: 0 closed, 1 half-open, 2 open (stores without a breaker: always 0).",
+    help: "Circuit state per store: 0 closed, 1 half-open, 2 open. history: 1 while checkpoints fail, 2 once consumption is held back; hot: the Redis breaker (always 0 in memory).",
     labelNames: ["store"],
     registers,
     collect() {
       const redis = current().stats.redis as { breaker?: string } | null | undefined;
-      this.set({ store: "history" }, 0);
+      const history = current().stats.historyCircuit;
+      this.set({ store: "history" }, history === "open" ? 2 : history === "half-open" ? 1 : 0);
       this.set({ store: "hot" }, redis?.breaker === "open" ? 2 : redis?.breaker === "half-open" ? 1 : 0);
     },
   });

@@ -361,12 +361,17 @@ d("distributed: store outages", () => {
       for (; i < 14; i++) await sendAcked(() => inst, t.batches[i]);
       await waitUntil(async () => (await metric(inst, "rtae_consumer_lag_records")) > 0, 20_000, "consumer lag to build up");
       const lagDuring = await metric(inst, "rtae_consumer_lag_records");
+      // the history circuit is open and readiness says degraded (events are still accepted)
+      expect(await (await fetch(`${inst.url}/metrics`)).text()).toMatch(/rtae_circuit_state\{store="history"\} 2/);
+      expect(((await (await fetch(`${inst.url}/ready`)).json()) as any).status).toBe("degraded");
       await Bun.sleep(Math.max(0, 30_000 - (Date.now() - blockedAt)));
       expect(await metric(inst, "rtae_consumer_lag_records")).toBeGreaterThanOrEqual(lagDuring);
       proxy.unblock();
       for (; i < t.batches.length; i++) await sendAcked(() => inst, t.batches[i]);
       await expectExact(inst, t, 90_000);
       await waitUntil(async () => (await metric(inst, "rtae_consumer_lag_records")) === 0, 30_000, "consumer lag to drain");
+      expect(await (await fetch(`${inst.url}/metrics`)).text()).toMatch(/rtae_circuit_state\{store="history"\} 0/);
+      expect(((await (await fetch(`${inst.url}/ready`)).json()) as any).status).toBe("ready");
       await inst.stop();
     } finally {
       await proxy.stop();
