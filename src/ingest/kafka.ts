@@ -61,8 +61,23 @@ function logCreator() {
   };
 }
 
+// kafkajs arms one timer with a negative delay per connection (its request queue computes it from -1); Bun
+// prints a TimeoutNegativeWarning for each, noise in every log. Process warnings go through our logger instead,
+// except that one.
+let warningsRouted = false;
+function routeWarnings(): void {
+  if (warningsRouted) return;
+  warningsRouted = true;
+  const warnings = logger("process");
+  process.removeAllListeners("warning");
+  process.on("warning", (w: Error) => {
+    if (w.name !== "TimeoutNegativeWarning") warnings.warn(w.message, { warning: w.name });
+  });
+}
+
 /** One kafkajs client per adapter, so closing one never disconnects another. */
 export function createClient(c: KafkaConnection, extra: Partial<KafkaConfig> = {}): Kafka {
+  routeWarnings();
   return new Kafka({
     clientId: c.clientId ?? "rtae",
     brokers: c.brokers,
