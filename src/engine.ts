@@ -246,7 +246,20 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
   });
 
   /** Kafka mode: the group gave this instance partitions; their durable state replaces anything in memory. */
-  async function adopt(parts: number[], drain: () => void): Promise<PartitionStart[]> {
+  // Checkpoints and partition adoption take turns: a partition moving between two workers of this instance
+  // must be loaded after the checkpoint in flight (which may still write it) is durable, never before.
+  let turn: Promise<unknown> = Promise.resolve();
+  function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = turn.then(fn, fn);
+    turn = run.catch(() => {});
+    return run;
+  }
+
+  function adopt(parts: number[], drain: () => void): Promise<PartitionStart[]> {
+    return exclusive(() => adoptNow(parts, drain));
+  }
+
+  async function adoptNow(parts: number[], drain: () => void): Promise<PartitionStart[]> {
     await store.claim?.(instanceId, parts);
     const cp = await store.loadCheckpoint(parts);
     drain();
@@ -335,7 +348,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     endsOkAt = Date.now();
   }
   const endsTimer = topicEnds
-    ? setInterval(() => pollEnds().catch((err: Error) => log.debug("end offsets unavailable", { message: err.message })), 2000)
+    ? setInterval(() => pollEnds().catch((err: Error) => log.debug("end offsets unavailable", { message: err.message })), 1000)
     : null;
 
   const door = createDoor({
@@ -513,7 +526,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
 
   function checkpoint(): Promise<void> {
     if (!checkpointing)
-      checkpointing = runCheckpoint().finally(() => {
+      checkpointing = exclusive(runCheckpoint).finally(() => {
         checkpointing = null;
       });
     return checkpointing;
@@ -559,8 +572,11 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
   let partialsAt = 0;
   const partialsTimer = partials
     ? setInterval(() => {
-        // unchanged values are re-published every few seconds: readers take a silent owner for a dead one
-        if (agg.version === partialsVersion && Date.now() - partialsAt < 5000) return;
+        // unchanged values are re-published every few seconds: readers take a silent owner for a dead one;
+        // an expensive publish (many open windows) is spaced out so it takes at most ~10 % of the main thread
+        const since = Date.now() - partialsAt;
+        if (agg.version === partialsVersion && since < 5000) return;
+        if (since < 10 * partials.stats().lastPublishMs) return;
         partialsVersion = agg.version;
         partialsAt = Date.now();
         try {
