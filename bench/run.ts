@@ -1,6 +1,8 @@
 // `npm run bench`: window core records/s, durable HTTP NDJSON ingest (accepted/s and end to end), resident
 // memory at 100 k users / 10 k products, and the live serving (freshness, last-hour summary under load, SSE
-// fan-out, memory per client), on this machine; prints a table and writes bench/out/latest.json.
+// fan-out, memory per client), the Kafka clients read through KafkaSource (kafkajs vs @platformatic/kafka,
+// needs the local broker), and the distributed pipeline (Kafka -> aggregates, consumer lag, freshness; needs Kafka,
+// Cassandra and Redis), on this machine; prints a table and writes bench/out/latest.json.
 // Every loop is bounded in count and time; child servers listen on 127.0.0.1 only and are always stopped.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -8,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { summariseProfile } from "./cpu-profile.ts";
 import { fanoutBench, type FanoutResult } from "./fanout.ts";
+import { brokerReachable, kafkaClientsBench, type KafkaClientsResult } from "./kafka-clients.ts";
 import { freshnessBench, type FreshnessResult } from "./freshness.ts";
+import { kafkaPipelineBench, pipelineServicesDown, type KafkaPipelineResult } from "./kafka-pipeline.ts";
 import { buildBatches, readMemory, runIngest, runTransportOnly, type Batches } from "./http-ingest.ts";
 import { profileIngest } from "./ingest-profile.ts";
 import { loadAverage, machineFacts, withContention, type Contention } from "./machine.ts";
@@ -21,7 +25,7 @@ const PARTITIONS = 8;
 const USERS = 100_000;
 const PRODUCTS = 10_000;
 
-const ONLY = ["all", "window", "ingest", "freshness", "summary", "fanout", "live"] as const;
+const ONLY = ["all", "window", "ingest", "freshness", "summary", "fanout", "live", "kafka-clients", "kafka-pipeline"] as const;
 
 interface Options {
   /** "live" = freshness + summary + fanout */
@@ -40,12 +44,20 @@ interface Options {
   summaryMs: number;
   fanoutClients: number;
   fanoutWindowMs: number;
+  /** records in the kafka-clients bench topic */
+  kafkaRecords: number;
+  /** events pre-filled into the kafka-pipeline topic before rtae starts */
+  pipelineEvents: number;
+  /** kafka-pipeline: seconds of the steady-rate lag phase and of the freshness phase */
+  pipelineSteadyMs: number;
+  pipelineFreshnessMs: number;
 }
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { only: "all", windowRecords: 5_000_000, ingestEvents: 1_000_000, perBatch: 1000, concurrency: 6, ingestMaxMs: 20_000, profileServer: false,
     freshnessRates: [1_000, 10_000, 50_000], freshnessPhaseMs: 10_000, historyEvents: 500_000, summaryLoops: 8, summaryMs: 10_000,
-    fanoutClients: 1_000, fanoutWindowMs: 10_000,
+    fanoutClients: 1_000, fanoutWindowMs: 10_000, kafkaRecords: 500_000,
+    pipelineEvents: 500_000, pipelineSteadyMs: 30_000, pipelineFreshnessMs: 15_000,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -71,7 +83,13 @@ function parseArgs(argv: string[]): Options {
       o.historyEvents = 200_000;
       o.summaryMs = 5_000;
       o.fanoutWindowMs = 5_000;
-    } else if (a === "--clients") o.fanoutClients = int(10, 5_000);
+      o.kafkaRecords = 200_000;
+      o.pipelineEvents = 200_000;
+      o.pipelineSteadyMs = 15_000;
+      o.pipelineFreshnessMs = 8_000;
+    } else if (a === "--kafka-records") o.kafkaRecords = int(10_000, 5_000_000);
+    else if (a === "--pipeline-events") o.pipelineEvents = int(10_000, 5_000_000);
+    else if (a === "--clients") o.fanoutClients = int(10, 5_000);
     else if (a === "--history") o.historyEvents = int(10_000, 2_000_000); else if (a === "--records") o.windowRecords = int(10_000, 20_000_000);
     else if (a === "--events") o.ingestEvents = int(10_000, 5_000_000);
     else if (a === "--batch") o.perBatch = int(1, 10_000);
@@ -79,7 +97,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--profile-server") o.profileServer = true;
     else
       throw new Error(
-        `unknown option ${a} (--only ${ONLY.join("|")}, --quick, --records n, --events n, --batch n, --concurrency n, --profile-server, --clients n, --history n)`,
+        `unknown option ${a} (--only ${ONLY.join("|")}, --quick, --records n, --events n, --batch n, --concurrency n, --profile-server, --clients n, --history n, --kafka-records n, --pipeline-events n)`,
       );
   }
   return o;
@@ -336,6 +354,91 @@ function fanoutRows(r: FanoutResult, c: Contention): Row[] {
   ];
 }
 
+function kafkaClientsRows(k: KafkaClientsResult): Row[] {
+  const rows: Row[] = [
+    {
+      what: `Kafka produce, kafkajs sink (${fmt(k.records)} x ${k.avgRecordBytes} B, ${k.partitions} partitions)`,
+      value: `${fmt(k.produce.recordsPerSec)} rec/s, ${fmt(k.produce.mbPerSec, 1)} MB/s`,
+      target: "",
+      goal: "",
+      status: "info",
+    },
+  ];
+  for (const client of ["kafkajs", "platformatic"]) {
+    const b = k.best[client];
+    const what = `Kafka consume via KafkaSource, ${client === "kafkajs" ? "kafkajs" : "@platformatic/kafka"} ${k.versions[client]} (best of ${k.runs.filter((r) => r.client === client).length})`;
+    const m = k.median[client];
+    if (!b) {
+      rows.push({ what, value: "FAILED", target: "", goal: "", status: (k.failures[client] ?? "no run").split("\n")[0].slice(0, 120) });
+      continue;
+    }
+    rows.push({
+      what,
+      value: `${fmt(b.recordsPerSec)} rec/s, ${fmt(b.mbPerSec, 1)} MB/s (median ${fmt(m?.recordsPerSec)} rec/s)`,
+      target: "",
+      goal: "",
+      status: b.anomalies > 0 ? `${b.anomalies} ORDER/DUPLICATE ANOMALIES` : "info",
+    });
+    rows.push({ what: "  join; client CPU per 1 M records (median); broker CPU", value: `${fmt(b.joinMs)} ms; ${fmt(m?.cpuSPerMillion, 2)} s; ${fmt((b.brokerCpuS / b.records) * 1e6, 2)} s`, target: "", goal: "", status: "info" });
+    rows.push(contentionRow(b.contention));
+  }
+  return rows;
+}
+
+function kafkaPipelineRows(k: KafkaPipelineResult): Row[] {
+  const c = k.catchUp;
+  const s = k.steady;
+  const f = k.freshness.phases[0];
+  const lag = (x: { p50: number; p99: number; max: number; samples: number; slowestMs: number }) =>
+    `p50 ${fmt(x.p50)} / p99 ${fmt(x.p99)} / max ${fmt(x.max)} rec = ${ms((x.p50 / s.rate) * 1000)} / ${ms((x.p99 / s.rate) * 1000)} / ${ms((x.max / s.rate) * 1000)} ms (${x.samples} samples, slowest ${fmt(x.slowestMs)} ms)`;
+  const svc = (x: Record<string, number>) => Object.entries(x).map(([n, v]) => `${n} ${fmt(v, 1)} s`).join(", ");
+  const rows: Row[] = [
+    {
+      what: `Kafka -> aggregates, ${fmt(c.events)} pre-filled events, 1 instance x ${k.deployment.workers} workers, ${k.deployment.partitions} partitions`,
+      value: `${fmt(c.eventsPerSec)} ev/s (${fmt(c.ms / 1000, 1)} s from first assignment to processed, lag 0)`,
+      target: "≥ 100,000",
+      goal: "≥ 250,000",
+      status: verdict(c.eventsPerSec, 100e3, 250e3, true),
+    },
+    { what: "  rtae CPU (main + workers + JIT/GC/other); RSS at the end (peak)", value: `${fmt(c.cpuS.main, 1)} + ${fmt(c.cpuS.workers, 1)} + ${fmt(c.cpuS.otherThreads, 1)} s = ${fmt(c.cores, 2)} cores; ${fmt(c.rssMB)} MB (${fmt(c.peakRssMB)})`, target: "", goal: "", status: "info" },
+    { what: "  services CPU meanwhile", value: svc(c.servicesCpuS), target: "", goal: "", status: "info" },
+    {
+      what: "  spawn -> first assignment; assignments / revocations; records read",
+      value: `${fmt(c.joinMs)} ms; ${c.assignments} / ${c.revocations}; ${fmt(c.processedTotal)}`,
+      target: "",
+      goal: "",
+      status: c.processedTotal > c.events ? "re-read after rebalance" : "info",
+    },
+    {
+      what: "  first assignment -> summary decides all (counted, duplicate, late-dropped)",
+      value: c.summaryAllMs === null ? `not within 60 s (${fmt(c.summary.total)} counted)` : `${fmt(c.eventsPerSecBySummary)} ev/s, ${fmt(c.summaryAllMs / 1000, 1)} s (${fmt(c.summary.total)} / ${fmt(c.summary.duplicates)} / ${fmt(c.summary.lateDropped)})`,
+      target: "",
+      goal: "",
+      status: c.summaryAllMs === null ? "MISSED" : c.summary.lateDropped > 0 ? "LATE-DROPPED" : "info",
+    },
+    contentionRow(c.contention),
+  ];
+  if (f) {
+    const l = f.latencyMs;
+    rows.push({
+      what: `freshness, Kafka mode: 202 (in Kafka) -> SSE delta @ ${fmt(f.rate)} ev/s`,
+      value: `p50 ${ms(l.p50)} / p99 ${ms(l.p99)} ms${l.unseen > 0 ? ` (${l.unseen} of ${l.markers} never seen)` : ""}`,
+      target: "p99 < 100 ms",
+      goal: "p99 < 25 ms",
+      status: l.unseen > 0 ? "MISSED" : verdict(l.p99, 100, 25, false),
+    });
+    rows.push({ what: "  accepted (one POST in flight, paced); SSE deltas/s", value: `${fmt(f.ingest.acceptedPerSec)} ev/s, POST p99 ${ms(f.ingest.postLatencyMs.p99)} ms; ${fmt(f.deltasPerSec, 1)}`, target: "", goal: "", status: f.ingest.keptUp ? "kept up" : "FELL BEHIND" });
+    rows.push(contentionRow(k.freshness.contention));
+  }
+  rows.push({ what: `consumer lag @ ${fmt(s.rate)} ev/s into Kafka, ${fmt(s.ms / 1000)} s: rtae_consumer_lag_records`, value: lag(s.metricLag), target: "", goal: "", status: "info" });
+  rows.push({ what: "  same, broker-acked (at send) minus decided by the summary", value: lag(s.countedLag), target: "", goal: "", status: "info" });
+  rows.push({ what: "  same, acked read at the answer instead (upper bound)", value: lag(s.countedLagUpper), target: "", goal: "", status: "info" });
+  rows.push({ what: "  same, end offsets minus group-committed offsets (broker)", value: lag(s.committedLag), target: "", goal: "", status: "info" });
+  rows.push({ what: "  produced (kafkajs sink, paced); summary drained after the last append", value: `${fmt(s.producedPerSec)} ev/s; ${s.drainMs === null ? "not in 15 s" : `${fmt(s.drainMs - s.ms)} ms`}`, target: "", goal: "", status: s.keptUp ? "kept up" : "FELL BEHIND" });
+  rows.push(contentionRow(s.contention));
+  return rows;
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const machine = machineFacts();
@@ -426,6 +529,38 @@ async function main(): Promise<void> {
       failed = true;
       result.fanoutError = (err as Error).stack ?? String(err);
       say(`fan-out bench failed: ${result.fanoutError}`);
+    }
+  }
+  if (o.only === "all" || o.only === "kafka-clients") {
+    try {
+      if (!(await brokerReachable())) {
+        if (o.only === "kafka-clients") throw new Error("no Kafka broker on 127.0.0.1:9092 (bash scripts/services.sh up kafka)");
+        rows.push({ what: "Kafka clients through KafkaSource", value: "skipped: no broker on 127.0.0.1:9092", target: "", goal: "", status: "NOT MEASURED" });
+      } else {
+        const k = await kafkaClientsBench({ records: o.kafkaRecords, rounds: 3, say });
+        result.kafkaClients = k;
+        rows.push(...kafkaClientsRows(k));
+      }
+    } catch (err) {
+      failed = true;
+      result.kafkaClientsError = (err as Error).stack ?? String(err);
+      say(`kafka-clients bench failed: ${result.kafkaClientsError}`);
+    }
+  }
+  if (o.only === "all" || o.only === "kafka-pipeline") {
+    try {
+      const down = await pipelineServicesDown();
+      if (down !== null) {
+        rows.push({ what: "Kafka pipeline (Kafka -> aggregates, lag, freshness)", value: "skipped", target: "", goal: "", status: `NOT MEASURED: ${down}` });
+      } else {
+        const k = await kafkaPipelineBench({ events: o.pipelineEvents, steadyRate: 10_000, steadyMs: o.pipelineSteadyMs, freshnessMs: o.pipelineFreshnessMs, workers: 2, say });
+        result.kafkaPipeline = k;
+        rows.push(...kafkaPipelineRows(k));
+      }
+    } catch (err) {
+      failed = true;
+      result.kafkaPipelineError = (err as Error).stack ?? String(err);
+      say(`kafka-pipeline bench failed: ${result.kafkaPipelineError}`);
     }
   }
   result.totalMs = performance.now() - benchStart;
