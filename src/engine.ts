@@ -255,12 +255,29 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     return run;
   }
 
-  function adopt(parts: number[], drain: () => void): Promise<PartitionStart[]> {
-    return exclusive(() => adoptNow(parts, drain));
+  function adopt(parts: number[], drain: () => void, dedupeFrom: (p: number) => number | undefined): Promise<PartitionStart[]> {
+    return exclusive(() => adoptNow(parts, drain, dedupeFrom));
   }
 
-  async function adoptNow(parts: number[], drain: () => void): Promise<PartitionStart[]> {
+  async function adoptNow(parts: number[], drain: () => void, dedupeFrom: (p: number) => number | undefined): Promise<PartitionStart[]> {
+    // A partition moving between two workers of this instance keeps its state in memory: the old worker's
+    // records of it are all in its ring (a member rejoins only after its batch), so once drained, memory
+    // covers exactly the offsets below applied(p) and the new worker continues from there, with no replay
+    // against a watermark the other partitions have moved on. Only when the store still names this
+    // instance as the owner: a round trip through another instance means memory is stale.
+    const held = parts.filter((p) => agg.applied.has(p));
+    const lost = new Set(held.length > 0 && store.lostOwnership ? await store.lostOwnership(instanceId, held) : []);
     await store.claim?.(instanceId, parts);
+    // after the awaits: the old worker's revoke may have dropped a partition meanwhile
+    drain();
+    const kept = held.filter((p) => !lost.has(p) && agg.applied.has(p));
+    const load = parts.filter((p) => !kept.includes(p));
+    const kept0 = kept.map((p) => ({ partition: p, from: agg.applied.get(p)!, dedupeFrom: Math.min(dedupeFrom(p) ?? agg.applied.get(p)!, agg.applied.get(p)!) }));
+    if (load.length === 0) {
+      log.info("partitions moved between workers", { partitions: kept, offsets: Object.fromEntries(kept0.map((s) => [s.partition, s.from])) });
+      return kept0;
+    }
+    parts = load;
     const cp = await store.loadCheckpoint(parts);
     drain();
     agg.dropPartitions(parts.filter((p) => agg.applied.has(p)));
@@ -279,12 +296,14 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       meta: null,
       partitionMeta,
     });
-    log.info("partitions assigned", { partitions: parts, offsets: Object.fromEntries(offsets) });
-    return parts.map((p) => {
-      const from = offsets.get(p)!;
-      const m = JSON.parse(partitionMeta.get(p)!) as { dedupeFrom?: number };
-      return { partition: p, from, dedupeFrom: typeof m.dedupeFrom === "number" ? Math.min(m.dedupeFrom, from) : from };
-    });
+    log.info("partitions assigned", { partitions: parts, offsets: Object.fromEntries(offsets), moved: kept });
+    return kept0.concat(
+      parts.map((p) => {
+        const from = offsets.get(p)!;
+        const m = JSON.parse(partitionMeta.get(p)!) as { dedupeFrom?: number };
+        return { partition: p, from, dedupeFrom: typeof m.dedupeFrom === "number" ? Math.min(m.dedupeFrom, from) : from };
+      }),
+    );
   }
 
   let failingSince: number | null = null; // first failed checkpoint since the last good one

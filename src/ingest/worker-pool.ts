@@ -32,7 +32,7 @@ export interface WorkerPoolOptions {
   kafka?: Omit<NonNullable<WorkerInit["kafka"]>, "clientId"> & {
     clientId: string;
     /** `drain` applies every record already in the rings: call it right before restoring, so none of another worker's stays behind */
-    onAssigned(partitions: number[], drain: () => void): Promise<PartitionStart[]>;
+    onAssigned(partitions: number[], drain: () => void, dedupeFrom: (partition: number) => number | undefined): Promise<PartitionStart[]>;
     onRevoked(partitions: number[]): void;
     onWarn?(message: string): void;
   };
@@ -168,7 +168,7 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
   async function assigned(w: number, requestId: number, parts: number[]): Promise<void> {
     const reply = (m: Omit<Extract<ToWorker, { type: "starts" }>, "type">) => slots[w].worker.postMessage({ type: "starts", ...m });
     try {
-      const starts = await kafka!.onAssigned(parts, () => void drain());
+      const starts = await kafka!.onAssigned(parts, () => void drain(), (p) => needed.get(p));
       for (const s of starts) {
         ownerWorker.set(s.partition, w);
         needed.set(s.partition, Math.min(s.dedupeFrom, s.from));
