@@ -51,7 +51,7 @@ const ALL_FLAGS = [
   "consumer-group", "cassandra-keyspace", "redis-prefix", "ingest-keys", "read-tokens", "admin-token",
   "checkpoint-interval", "idle-timeout", "dedupe-horizon", "max-body-bytes", "max-events-per-request", "log-level",
   "seed", "target", "rate", "count", "duration", "batch-size", "ingest-key", "products", "users", "bursts", "no-diurnal",
-  "alert-rules", "alert-webhook-url",
+  "alert-rules", "alert-webhook-url", "cassandra-consistency", "cassandra-replication", "cassandra-datacenter",
 ];
 const SECRET_FLAGS = new Set(["ingest-keys", "read-tokens", "admin-token", "ingest-key", "alert-webhook-url"]);
 const BOOLEAN_FLAGS = new Set(["bursts", "no-diurnal"]);
@@ -81,6 +81,9 @@ describe("defaults", () => {
       kafkaTopic: "rtae.events",
       consumerGroup: "rtae",
       cassandraKeyspace: "rtae",
+      cassandraConsistency: "LOCAL_QUORUM",
+      cassandraReplication: "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+      cassandraDatacenter: "datacenter1",
       redisPrefix: "rtae:",
       ingestKeys: [],
       readTokens: [],
@@ -168,6 +171,9 @@ const VALUE_CASES: ValueCase[] = [
   { flag: "kafka-topic", raw: "shop.events", pick: (c) => c.kafkaTopic, want: "shop.events" },
   { flag: "consumer-group", raw: "analytics-eu", pick: (c) => c.consumerGroup, want: "analytics-eu" },
   { flag: "cassandra-keyspace", raw: "Shop_Metrics", pick: (c) => c.cassandraKeyspace, want: "shop_metrics" },
+  { flag: "cassandra-consistency", raw: "quorum", pick: (c) => c.cassandraConsistency, want: "QUORUM" },
+  { flag: "cassandra-replication", raw: "{'class': 'NetworkTopologyStrategy', 'dc1': 3}", pick: (c) => c.cassandraReplication, want: "{'class': 'NetworkTopologyStrategy', 'dc1': 3}" },
+  { flag: "cassandra-datacenter", raw: "eu-west-1", pick: (c) => c.cassandraDatacenter, want: "eu-west-1" },
   { flag: "redis-prefix", raw: "shop:", pick: (c) => c.redisPrefix, want: "shop:" },
   { flag: "ingest-keys", raw: `${KEY_A},${KEY_B}`, pick: (c) => c.ingestKeys, want: [KEY_A, KEY_B] },
   { flag: "read-tokens", raw: TOKEN_R, pick: (c) => c.readTokens, want: [TOKEN_R] },
@@ -315,6 +321,9 @@ const ERROR_CASES: ErrorCase[] = [
   { flag: "kafka-topic", raw: "t".repeat(246), says: "is longer than 245 characters", shown: `${"t".repeat(77)}...` },
   { flag: "consumer-group", raw: "has space", says: "is not a consumer group id" },
   { flag: "cassandra-keyspace", raw: "9lives", says: "is not a CQL identifier" },
+  { flag: "cassandra-consistency", raw: "SERIAL", says: "is not a consistency level" },
+  { flag: "cassandra-replication", raw: "{'class': 'SimpleStrategy'}; DROP KEYSPACE rtae", says: "is not a CQL replication map" },
+  { flag: "cassandra-datacenter", raw: "dc 1", says: "is not a data center name" },
   { flag: "cassandra-keyspace", raw: "Select", says: "is a reserved CQL keyword" },
   { flag: "cassandra-keyspace", raw: "system_auth", says: "is a Cassandra system keyspace name" },
   { flag: "redis-prefix", raw: "rtae:*", says: "contains a glob character" },

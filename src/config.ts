@@ -73,6 +73,11 @@ export interface Config {
   readonly kafkaTopic: string;
   readonly consumerGroup: string;
   readonly cassandraKeyspace: string;
+  /** consistency of every Cassandra read and write */
+  readonly cassandraConsistency: "LOCAL_ONE" | "LOCAL_QUORUM" | "QUORUM" | "ONE" | "ALL";
+  /** CQL replication map used by `migrate` when it creates the keyspace */
+  readonly cassandraReplication: string;
+  readonly cassandraDatacenter: string;
   readonly redisPrefix: string;
   /** empty = ingest needs no key; secret */
   readonly ingestKeys: readonly string[];
@@ -418,6 +423,26 @@ function currencyOf(raw: string): string {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+const CONSISTENCIES = ["LOCAL_ONE", "LOCAL_QUORUM", "QUORUM", "ONE", "ALL"] as const;
+function consistencyOf(raw: string): (typeof CONSISTENCIES)[number] {
+  const v = raw.toUpperCase() as (typeof CONSISTENCIES)[number];
+  if (!CONSISTENCIES.includes(v)) fail(`is not a consistency level (expected ${CONSISTENCIES.join(", ")})`);
+  return v;
+}
+
+function replicationOf(raw: string): string {
+  const v = raw.trim();
+  // passed into CREATE KEYSPACE as it is: a single CQL map literal, nothing else
+  if (!/^\{[^;{}]*'class'\s*:\s*'[A-Za-z.]+'[^;{}]*\}$/.test(v))
+    fail("is not a CQL replication map (expected e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3})");
+  return v;
+}
+
+function datacenterOf(raw: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) fail("is not a data center name (letters, digits, _ . -)");
+  return raw;
+}
+
 function logLevelOf(raw: string): LogLevel {
   const v = raw.toLowerCase() as LogLevel;
   if (!LOG_LEVELS.includes(v)) fail("is not a log level (expected debug, info, warn or error)");
@@ -613,6 +638,21 @@ const S = {
     flag: "cassandra-keyspace", section: "engine", hint: "<name>",
     help: "Cassandra keyspace (a CQL identifier)",
     parse: keyspaceOf,
+  }),
+  cassandraConsistency: withDefault("LOCAL_QUORUM", {
+    flag: "cassandra-consistency", section: "engine", hint: "<level>",
+    help: "consistency of every read and write: LOCAL_ONE, LOCAL_QUORUM, QUORUM, ONE or ALL",
+    parse: consistencyOf,
+  }),
+  cassandraReplication: withDefault("{'class': 'SimpleStrategy', 'replication_factor': 1}", {
+    flag: "cassandra-replication", section: "engine", hint: "<cql map>",
+    help: "replication of the keyspace migrate creates",
+    parse: replicationOf,
+  }),
+  cassandraDatacenter: withDefault("datacenter1", {
+    flag: "cassandra-datacenter", section: "engine", hint: "<name>",
+    help: "local data center of the Cassandra driver",
+    parse: datacenterOf,
   }),
   redisPrefix: withDefault("rtae:", {
     flag: "redis-prefix", section: "engine", hint: "<prefix>",
@@ -1000,6 +1040,9 @@ function build(
     kafkaTopic: get(S.kafkaTopic),
     consumerGroup: get(S.consumerGroup),
     cassandraKeyspace: get(S.cassandraKeyspace),
+    cassandraConsistency: get(S.cassandraConsistency),
+    cassandraReplication: get(S.cassandraReplication),
+    cassandraDatacenter: get(S.cassandraDatacenter),
     redisPrefix: get(S.redisPrefix),
     ingestKeys: get(S.ingestKeys) ?? [],
     readTokens: get(S.readTokens) ?? [],

@@ -162,6 +162,8 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     ? await openCassandraHistory({
         contactPoints: [...config.cassandraContactPoints],
         keyspace: config.cassandraKeyspace,
+        consistency: config.cassandraConsistency,
+        localDataCenter: config.cassandraDatacenter,
         writerId: brokers ? `engine:${instanceId}` : "engine",
       })
     : openSqliteHistory(config.dataDir);

@@ -165,6 +165,8 @@ async function migrate(config: Config): Promise<void> {
       contactPoints: [...config.cassandraContactPoints],
       keyspace: config.cassandraKeyspace,
       retention: config.retention,
+      replication: config.cassandraReplication,
+      localDataCenter: config.cassandraDatacenter,
     });
     log.info("migrated", { cassandra: config.cassandraContactPoints, keyspace: config.cassandraKeyspace });
     return;

@@ -16,13 +16,25 @@ afterAll(async () => {
   await client.shutdown();
 });
 
-const migrate = () =>
+const migrate = (ks = keyspace, extra: string[] = []) =>
   Bun.spawn(
-    [process.execPath, "src/main.ts", "migrate", "--cassandra-contact-points", "127.0.0.1:9042", "--cassandra-keyspace", keyspace, "--log-level", "warn"],
+    [process.execPath, "src/main.ts", "migrate", "--cassandra-contact-points", "127.0.0.1:9042", "--cassandra-keyspace", ks, "--log-level", "warn", ...extra],
     { cwd: `${import.meta.dir}/../..`, stdout: "pipe", stderr: "pipe" },
   );
 
 describe.skipIf(skip)("rtae migrate with Cassandra", () => {
+  it("creates the keyspace with the replication given by --cassandra-replication", async () => {
+    const ks = `${keyspace}_nts`;
+    try {
+      const m = migrate(ks, ["--cassandra-replication", "{'class': 'NetworkTopologyStrategy', 'datacenter1': 1}"]);
+      expect(await m.exited).toBe(0);
+      const row = (await client.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?", [ks], { prepare: true })).first();
+      expect(row.get("replication")).toEqual({ class: "org.apache.cassandra.locator.NetworkTopologyStrategy", datacenter1: "1" });
+    } finally {
+      await client.execute(`DROP KEYSPACE IF EXISTS ${ks}`).catch(() => {});
+    }
+  }, 60_000);
+
   it("creates the keyspace and its tables, and running it again changes nothing", async () => {
     const first = migrate();
     expect(await first.exited).toBe(0);
