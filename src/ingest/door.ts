@@ -19,11 +19,24 @@ export interface IngestResult {
     | { error: { code: string; message: string } };
 }
 
+/** Bounded label set for rejected events (metrics); the response keeps the full reason. */
+export const REJECT_REASONS = ["malformed", "oversized", "missing_field", "unknown_type", "timestamp", "invalid_field"] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export function rejectReason(reason: string): RejectReason {
+  if (/longer than|at most|too long|too large|entries, got/.test(reason)) return "oversized";
+  if (/^(malformed JSON|event must be a JSON object|line is )/.test(reason)) return "malformed";
+  if (reason.endsWith("is required")) return "missing_field";
+  if (reason.startsWith("type must be one of")) return "unknown_type";
+  if (reason.startsWith("timestamp")) return "timestamp";
+  return "invalid_field";
+}
+
 export interface Door {
   ingest(bytes: Uint8Array, contentType: string | null): Promise<IngestResult>;
   /** stop intake (shutdown): later requests get 503 shutting_down; resolves when appends in flight are done */
   close(): Promise<void>;
-  readonly stats: { accepted: number; rejected: number; requests: number };
+  readonly stats: { accepted: number; rejected: number; requests: number; rejectedBy: Record<RejectReason, number> };
 }
 
 export function createDoor(opts: {
@@ -33,7 +46,12 @@ export function createDoor(opts: {
   /** called after every durable append (wakes the workers) */
   onAppended?: (accepted: number) => void;
 }): Door {
-  const stats = { accepted: 0, rejected: 0, requests: 0 };
+  const stats = {
+    accepted: 0,
+    rejected: 0,
+    requests: 0,
+    rejectedBy: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>,
+  };
   const P = opts.sink.partitions;
   let closed = false;
   const inFlight = new Set<Promise<unknown>>();
@@ -75,6 +93,7 @@ export function createDoor(opts: {
         accepted++;
       }
       stats.rejected += errors.length;
+      for (const e of errors) stats.rejectedBy[rejectReason(e.reason)]++;
       if (accepted === 0) {
         return {
           status: 400,

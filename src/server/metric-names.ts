@@ -5,6 +5,7 @@ export const METRIC_PREFIX = "rtae_";
 
 export const INGEST_EVENTS_TOTAL = "rtae_ingest_events_total";
 export const INGEST_REQUESTS_TOTAL = "rtae_ingest_requests_total";
+export const INGEST_REJECTED_TOTAL = "rtae_ingest_rejected_total";
 export const EVENTS_PROCESSED_TOTAL = "rtae_events_processed_total";
 export const EVENTS_INVALID_TOTAL = "rtae_events_invalid_total";
 export const DUPLICATES_TOTAL = "rtae_duplicates_total";

@@ -8,6 +8,7 @@ import type { Engine } from "../engine.ts";
 import { LIVE_CHANNEL } from "./live.ts";
 import * as N from "./metric-names.ts";
 import { T_ORDERS, T_REVENUE } from "../window/index.ts";
+import { REJECT_REASONS } from "../ingest/door.ts";
 import { streamStats } from "./streams.ts";
 
 export interface MetricsOptions {
@@ -82,6 +83,12 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
   const door = engine.door.stats;
 
   followed(N.INGEST_EVENTS_TOTAL, "Events received on POST /api/events, by validation result at the door.", { accepted: () => door.accepted, rejected: () => door.rejected }, "result");
+  followed(
+    N.INGEST_REJECTED_TOTAL,
+    "Events refused at the door, by reason class (the response carries the full reason per event).",
+    Object.fromEntries(REJECT_REASONS.map((r) => [r, () => door.rejectedBy[r]])),
+    "reason",
+  );
   const ingestRequests = new Counter({ name: N.INGEST_REQUESTS_TOTAL, help: "POST /api/events responses by HTTP status.", labelNames: ["status"], registers });
   followed(N.EVENTS_PROCESSED_TOTAL, "Log records read by the ingest workers (valid, duplicate or invalid).", { "": stat("processed") });
   followed(N.EVENTS_INVALID_TOTAL, "Log records the ingest workers found invalid.", { "": stat("invalid") });

@@ -187,6 +187,8 @@ describe("GET /metrics", () => {
     }
     expect(value(f, "rtae_ingest_events_total", { result: "accepted" })! - base("rtae_ingest_events_total", { result: "accepted" })).toBe(n);
     expect(value(f, "rtae_ingest_events_total", { result: "rejected" })! - base("rtae_ingest_events_total", { result: "rejected" })).toBe(m + 1);
+    expect(value(f, "rtae_ingest_rejected_total", { reason: "unknown_type" })! - base("rtae_ingest_rejected_total", { reason: "unknown_type" })).toBe(m + 1);
+    expect(value(f, "rtae_ingest_rejected_total", { reason: "malformed" })! - base("rtae_ingest_rejected_total", { reason: "malformed" })).toBe(0);
     expect(value(f, "rtae_ingest_requests_total", { status: "202" })! - base("rtae_ingest_requests_total", { status: "202" })).toBe(1);
     expect(value(f, "rtae_ingest_requests_total", { status: "400" })! - base("rtae_ingest_requests_total", { status: "400" })).toBe(1);
     expect(value(f, "rtae_events_processed_total")! - base("rtae_events_processed_total")).toBe(n);
