@@ -1,6 +1,8 @@
 // Store contracts shared by the embedded (bun:sqlite, memory) and distributed (Cassandra, Redis)
 // implementations. Windows are opaque encoded blobs keyed by (family, resolution, start, partition).
 
+import type { InventoryState, SessionState } from "../window/aggregator.ts";
+
 export type Resolution = 1000 | 60_000 | 3_600_000;
 export const RESOLUTIONS: readonly Resolution[] = [1000, 60_000, 3_600_000];
 export const RES_NAME: Readonly<Record<Resolution, "1s" | "1m" | "1h">> = { 1000: "1s", 60_000: "1m", 3_600_000: "1h" };
@@ -15,22 +17,9 @@ export interface WindowRow extends WindowKey {
   value: Uint8Array;
 }
 
-export interface SessionRow {
-  partition: number;
-  key: number;
-  start: number;
-  last: number;
-  bits: number;
-  source: string | null;
-  sourceTime: number;
-}
-
-export interface InventoryRow {
-  partition: number;
-  productId: string;
-  stock: number;
-  time: number;
-}
+// the aggregator defines what a checkpoint keeps of sessions and stock; stores persist exactly that
+export type SessionRow = SessionState;
+export type InventoryRow = InventoryState;
 
 export interface LateRow {
   partition: number;

@@ -131,22 +131,33 @@ export interface InventoryEntry {
 }
 
 /** What one checkpoint must persist; produced synchronously, committed asynchronously. */
+/** An open session as checkpoints keep it (the store's SessionRow has the same shape). */
+export interface SessionState {
+  partition: number;
+  key: number;
+  start: number;
+  last: number;
+  bits: number;
+  source: string | null;
+  sourceTime: number;
+}
+
+/** Latest stock of a product as checkpoints keep it. */
+export interface InventoryState {
+  partition: number;
+  productId: string;
+  stock: number;
+  time: number;
+}
+
 export interface CheckpointCapture {
   flushed: MemWindow[];
   corrections: MemWindow[];
   open: Array<{ res: Res; start: number; partition: number; value: Uint8Array | null }>;
-  sessions: Array<{
-    partition: number;
-    key: number;
-    start: number;
-    last: number;
-    bits: number;
-    source: string | null;
-    sourceTime: number;
-  }>;
+  sessions: SessionState[];
   deletedSessions: Array<{ partition: number; key: number }>;
   sessionsFull: boolean;
-  inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
+  inventory: InventoryState[];
   late: LateEvent[];
   offsets: Map<number, number>;
   meta: string;
@@ -158,16 +169,8 @@ export interface CheckpointCapture {
 export interface PartitionState {
   offsets: Map<number, number>;
   openWindows: Array<{ res: number; start: number; partition: number; value: Uint8Array }>;
-  sessions: Array<{
-    partition: number;
-    key: number;
-    start: number;
-    last: number;
-    bits: number;
-    source: string | null;
-    sourceTime: number;
-  }>;
-  inventory: Array<{ partition: number; productId: string; stock: number; time: number }>;
+  sessions: SessionState[];
+  inventory: InventoryState[];
   /** instance meta (embedded restore): watermark and version */
   meta: string | null;
   /** per partition meta written by capture() (distributed adopt) */
