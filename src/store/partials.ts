@@ -5,7 +5,7 @@
 // A partition has one owner at a time, so one value per partition is enough (last writer wins). Values
 // carry the owner and a sequence number; decoded windows are cached until the sequence moves.
 
-import { FLUSHING, packPane, unpackPane, type Aggregator, type MemWindow, type RemoteWindows, type Res } from "../window/index.ts";
+import { FLUSHING, packPane, unpackPane, type Aggregator, type MemWindow, type Pane, type RemoteWindows, type Res } from "../window/index.ts";
 import type { HotCache } from "./types.ts";
 
 interface Published {
@@ -43,6 +43,10 @@ export function createPartials(opts: {
   let lastPublishMs = 0;
   let lastBytes = 0;
   const decoded = new Map<number, { owner: string; seq: number; windows: MemWindow[]; corrections: MemWindow[] }>();
+  // packing and unpacking sketches is the expensive part: a window that did not change since the last publish
+  // is sent as packed then, and a received window whose bytes did not change is not decoded again
+  const packed = new WeakMap<Pane, string>();
+  const unpacked = new Map<number, Map<string, { b64: string; pane: Pane }>>();
   const b64 = (u: Uint8Array) => Buffer.from(u).toString("base64");
   const unb64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
 
@@ -59,9 +63,14 @@ export function createPartials(opts: {
       for (const w of agg.memWindows()) {
         const v = by.get(w.partition);
         if (!v) continue;
-        const packed = b64(packPane(w.pane, agg.dict));
-        bytes += packed.length;
-        v.windows.push([w.res, w.start, w.state, packed]);
+        let text = packed.get(w.pane);
+        if (text === undefined || w.pane.pub) {
+          text = b64(packPane(w.pane, agg.dict));
+          packed.set(w.pane, text);
+          w.pane.pub = false;
+        }
+        bytes += text.length;
+        v.windows.push([w.res, w.start, w.state, text]);
       }
       for (const c of agg.pendingCorrections()) {
         const v = by.get(c.partition);
@@ -87,15 +96,24 @@ export function createPartials(opts: {
         if (!v || v.owner === opts.owner || !(now - v.at < staleMs)) continue;
         let d = decoded.get(p);
         if (!d || d.seq !== v.seq || d.owner !== v.owner) {
+          const before = unpacked.get(p) ?? new Map<string, { b64: string; pane: Pane }>();
+          const now = new Map<string, { b64: string; pane: Pane }>();
+          const paneOf = (key: string, text: string): Pane => {
+            const hit = before.get(key);
+            const pane = hit && hit.b64 === text ? hit.pane : unpackPane(unb64(text), agg.dict);
+            now.set(key, { b64: text, pane });
+            return pane;
+          };
+          unpacked.set(p, now);
           d = {
             owner: v.owner,
             seq: v.seq,
-            windows: v.windows.map(([res, start, state, pane]) => ({
+            windows: v.windows.map(([res, start, state, text]) => ({
               res: res as Res,
               start,
               partition: p,
               state,
-              pane: unpackPane(unb64(pane), agg.dict),
+              pane: paneOf(`${res}:${start}`, text),
             })),
             corrections: v.corrections.map(([res, start, pane]) => ({
               res: res as Res,

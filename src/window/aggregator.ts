@@ -313,7 +313,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   function targets(p: number, t: number): number {
     const w1 = liveWindow(p, t);
     if (w1) {
-      w1.pane.dirty = true;
+      w1.pane.dirty = w1.pane.pub = true;
       targetPanes[0] = w1.pane;
       return 1; // rollups receive it when the pane is purged
     }
@@ -323,13 +323,13 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       const map = byRes(res);
       const mem = map.get(wkey(start, p));
       if (mem && !mem.captured) {
-        mem.pane.dirty = true;
+        mem.pane.dirty = mem.pane.pub = true;
         targetPanes[n++] = mem.pane;
         if (mem.state === PARTIAL || mem.state === LIVE) return n; // the next level gets it by merging later
       } else if (!mem && res !== SEC && start + res + lateness > finalBelow(p)) {
         // a rollup not created yet and not final: open it now, or its later flush would overwrite a correction
         const w: MemWindow = { res, start, partition: p, state: PARTIAL, pane: createPane() };
-        w.pane.dirty = true;
+        w.pane.dirty = w.pane.pub = true;
         map.set(wkey(start, p), w);
         targetPanes[n++] = w.pane;
         return n;
@@ -477,7 +477,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
             const g = campaignsOf(curSessionPane);
             addTo(g, curSource, G_REVENUE, cents);
           }
-          pane.dirty = true;
+          pane.dirty = pane.pub = true;
         }
       }
     } else if (kind === K_SKIP) {
@@ -494,7 +494,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       } else {
         curDropped = false;
         const pane = w.pane;
-        pane.dirty = true;
+        pane.dirty = pane.pub = true;
         const core = pane.core;
         core[kind] += 1;
         totals[kind] += 1;
@@ -706,7 +706,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
       if (o.value === null) openDeleted.push({ res: o.res, start: o.start, partition: o.partition });
       else {
         const w = byRes(o.res).get(wkey(o.start, o.partition));
-        if (w) w.pane.dirty = true;
+        if (w) w.pane.dirty = w.pane.pub = true;
       }
     }
     for (const s of c.sessions) {

@@ -96,6 +96,8 @@ export interface Pane {
   campaigns: Table | null;
   /** set when something changed since the last checkpoint / delta */
   dirty: boolean;
+  /** changed since it was last published to other instances (partials); set wherever `dirty` is */
+  pub: boolean;
 }
 
 export function createPane(): Pane {
@@ -108,6 +110,7 @@ export function createPane(): Pane {
     products: null,
     campaigns: null,
     dirty: false,
+    pub: true,
   };
 }
 
@@ -136,7 +139,7 @@ export function mergePane(into: Pane, from: Pane): void {
   if (from.load) loadOf(into).merge(from.load);
   if (from.products) mergeTable(productsOf(into), from.products);
   if (from.campaigns) mergeTable(campaignsOf(into), from.campaigns);
-  into.dirty = true;
+  into.dirty = into.pub = true;
 }
 
 function isZero(a: Float64Array): boolean {
