@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, Subprocess } from "bun";
 import { freePort } from "./helpers.ts";
+import { collect } from "./rtae-process.ts";
 
 export interface PrivateRedis {
   readonly port: number;
@@ -161,18 +162,4 @@ function replyEnd(buf: Buffer): number {
   if (len < 0) return line + 2;
   const end = line + 2 + len + 2;
   return buf.byteLength >= end ? end : -1;
-}
-
-async function collect(stream: ReadableStream<Uint8Array>, sink: (s: string) => void): Promise<void> {
-  const dec = new TextDecoder();
-  const reader = stream.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      sink(dec.decode(value, { stream: true }));
-    }
-  } catch {
-    // the process was killed mid-read
-  }
 }

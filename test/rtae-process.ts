@@ -272,7 +272,8 @@ export function uniqueName(prefix = "t"): string {
   return `${p.slice(0, 47 - suffix.length)}_${suffix}`;
 }
 
-async function collect(stream: ReadableStream<Uint8Array>, sink: (s: string) => void): Promise<void> {
+/** Feeds a child's output stream to `sink` as text until it ends (or the child is killed). */
+export async function collect(stream: ReadableStream<Uint8Array>, sink: (s: string) => void): Promise<void> {
   const reader = stream.getReader();
   const dec = new TextDecoder();
   try {

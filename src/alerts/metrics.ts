@@ -2,7 +2,7 @@
 // closed window through the engine's global (all-partition) summary and funnel queries.
 
 import type { Engine } from "../engine.ts";
-import { TYPES } from "../window/index.ts";
+import { TYPES, type Summary } from "../window/index.ts";
 
 /** Funnel steps in order (DESIGN §3). */
 export const FUNNEL_STEPS = ["product_view", "add_to_cart", "checkout", "purchase"] as const;
@@ -35,17 +35,7 @@ const FUNNEL_SET = new Set(FUNNEL_METRICS);
 export const isMetric = (m: string): boolean => SUMMARY_SET.has(m) || FUNNEL_SET.has(m);
 
 /** The parts of the summary answer rules read. */
-export interface SummaryValues {
-  events: Record<string, number>;
-  revenue: number;
-  orders: number;
-  units: number;
-  aov: number;
-  uniqueUsers: number;
-  uniqueSessions: number;
-  late: { merged: number; dropped: number };
-  duplicates: number;
-}
+export type SummaryValues = Omit<Summary, "from" | "to" | "watermark">;
 
 /** The parts of the funnel answer rules read. */
 export interface FunnelValues {

@@ -25,7 +25,7 @@
 import { Consumer, ListOffsetTimestamps, type Message, type MessagesStream } from "@platformatic/kafka";
 import { logger } from "../log.ts";
 import { KafkaError, toKafkaError } from "./kafka.ts";
-import type { KafkaRecord, KafkaSource, KafkaSourceConfig, KafkaSourceHandlers } from "./kafka-source.ts";
+import { toKafkaRecord, type KafkaRecord, type KafkaSource, type KafkaSourceConfig, type KafkaSourceHandlers } from "./kafka-source.ts";
 
 const log = logger("kafka.source.platformatic");
 
@@ -34,18 +34,7 @@ type Stream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
 
 const MAX_REDELIVERIES = 5;
 
-const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const lossy = new TextDecoder("utf-8", { ignoreBOM: true });
-
-function toRecord(m: Msg): KafkaRecord {
-  const key = m.key === undefined || m.key === null ? null : lossy.decode(m.key);
-  if (m.value === undefined || m.value === null) return { offset: Number(m.offset), value: null, key, utf8: true };
-  try {
-    return { offset: Number(m.offset), value: strict.decode(m.value), key, utf8: true };
-  } catch {
-    return { offset: Number(m.offset), value: lossy.decode(m.value), key, utf8: false };
-  }
-}
+const toRecord = (m: Msg): KafkaRecord => toKafkaRecord(Number(m.offset), m.key, m.value);
 
 /** Create a consumer-group source over `topic` on @platformatic/kafka; nothing connects before start(). */
 export function createPlatformaticKafkaSource(cfg: KafkaSourceConfig): KafkaSource {

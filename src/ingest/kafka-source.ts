@@ -65,12 +65,14 @@ export interface KafkaSource {
 const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const lossy = new TextDecoder("utf-8", { ignoreBOM: true });
 
-function decode(b: Buffer | null): { text: string | null; utf8: boolean } {
-  if (b === null) return { text: null, utf8: true };
+/** A record as onBatch receives it, from raw bytes (any client): invalid UTF-8 is flagged, never thrown. */
+export function toKafkaRecord(offset: number, key: Uint8Array | null | undefined, value: Uint8Array | null | undefined): KafkaRecord {
+  const k = key === null || key === undefined ? null : lossy.decode(key);
+  if (value === null || value === undefined) return { offset, value: null, key: k, utf8: true };
   try {
-    return { text: strict.decode(b), utf8: true };
+    return { offset, value: strict.decode(value), key: k, utf8: true };
   } catch {
-    return { text: lossy.decode(b), utf8: false };
+    return { offset, value: lossy.decode(value), key: k, utf8: false };
   }
 }
 
@@ -186,8 +188,7 @@ export function createKafkaSource(cfg: KafkaSourceConfig): KafkaSource {
     for (const m of batch.messages) {
       const offset = Number(m.offset);
       if (from !== undefined && offset < from) continue;
-      const v = decode(m.value);
-      records.push({ offset, value: v.text, key: m.key === null ? null : lossy.decode(m.key), utf8: v.utf8 });
+      records.push(toKafkaRecord(offset, m.key, m.value));
     }
     // heartbeat errors (a rebalance started) are held until the batch is done: the caller's batch stays whole
     let deferred: unknown = null;

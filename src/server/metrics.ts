@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Engine } from "../engine.ts";
 import { LIVE_CHANNEL } from "./live.ts";
 import * as N from "./metric-names.ts";
-import { T_ORDERS, T_REVENUE } from "../window/index.ts";
+import { TYPES, T_ORDERS, T_REVENUE } from "../window/index.ts";
 import { REJECT_REASONS } from "../ingest/door.ts";
 import { streamStats } from "./streams.ts";
 
@@ -159,11 +159,10 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
   });
   // business counters: what this instance counted into windows (sum over instances for the whole stream)
   const totals = () => engine.aggregator.totals();
-  const TYPE_NAMES = ["page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "inventory_update"];
   followed(
     N.EVENTS_COUNTED_TOTAL,
     "Events counted into windows (not duplicates, not late-dropped), by type, from the partitions this instance consumed.",
-    Object.fromEntries(TYPE_NAMES.map((t, i) => [t, () => totals()[i]])),
+    Object.fromEntries(TYPES.map((t, i) => [t, () => totals()[i]])),
     "type",
   );
   followed(N.ORDERS_TOTAL, "Purchases counted into windows by this instance.", { "": () => totals()[T_ORDERS] });

@@ -4,6 +4,7 @@
 
 import { afterAll, describe, expect, it } from "bun:test";
 import { createGenerator, type WireEvent } from "../../src/generator/index.ts";
+import { expectedOf } from "../ground-truth.ts";
 import { spawnRtae, type RtaeProcess } from "../rtae-process.ts";
 
 let proc: RtaeProcess | null = null;
@@ -12,17 +13,6 @@ afterAll(async () => {
   proc?.removeDataDir();
 });
 
-/** Totals over unique events, as the engine must report them. */
-function truth(events: WireEvent[]) {
-  const seen = new Set<string>();
-  let revenue = 0;
-  for (const e of events) {
-    if (seen.has(e.eventId)) continue;
-    seen.add(e.eventId);
-    if (e.type === "purchase") for (const it of e.items!) revenue += Math.round(it.price * 100) * it.quantity;
-  }
-  return { unique: seen.size, revenue };
-}
 
 describe("lifecycle", () => {
   it("reports readiness with the log, the stores and the partitions it consumes; /health is liveness", async () => {
@@ -80,9 +70,10 @@ describe("lifecycle", () => {
       expect(r.status).toBe(202);
     }
     const all = [...acked, ...refused, ...pending].flat();
-    const t = truth(all);
     const from = Math.min(...all.map((e) => e.timestamp));
     const to = Math.max(...all.map((e) => e.timestamp)) + 1;
+    const x = expectedOf(all, new Set(), from, to);
+    const t = { unique: x.total, revenue: x.revenue };
     let s: any = null;
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
