@@ -238,9 +238,10 @@ export function startLiveTopics(engine: Engine, opts: LiveOptions = {}): LiveTop
       if (!slow && version === lastVersion) return;
       lastVersion = version;
       const t0 = performance.now();
-      // the last-hour summary rides on fast ticks (at most every 100 ms) while it is cheap (< 5 ms);
-      // otherwise it is refreshed on slow ticks only, so a large history cannot stall the stream
-      if (slow || summary === null || (summaryCost() < 5 && now - lastSummaryAt >= 100)) {
+      // the last-hour summary rides on fast ticks at most every 100 ms, spaced to 20x its cost (so it takes
+      // at most ~5 % of the main thread): a cheap one refreshes every 100 ms, a 20 ms one every 400 ms, and
+      // a large history falls back to the slow tick without a cliff at some cost
+      if (slow || summary === null || now - lastSummaryAt >= Math.max(100, 20 * summaryCost())) {
         await computeSummary(now);
         lastSummaryAt = now;
       }
