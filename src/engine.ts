@@ -490,9 +490,9 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
       pool.committed(c.offsets);
       if (failingSince !== null) log.info("checkpoints succeed again", { failedForMs: Date.now() - failingSince });
       failingSince = null;
-      // the published partials still hold what this commit made durable (corrections, flushed windows):
-      // replace them now, or other instances would count those twice until the next publish
-      if (partials && (c.corrections.length > 0 || c.flushed.length > 0)) partials.publish();
+      // the published partials still hold the windows this commit flushed: readers skip them once stored,
+      // but replacing them now saves every other instance that check (and the decoding)
+      if (partials && c.flushed.length > 0) partials.publish();
       if (shared && windows.length > 0) {
         const touched = new Map<string, { res: number; start: number }>();
         for (const w of windows) touched.set(`${w.res}:${w.start}`, { res: w.res, start: w.start });

@@ -1,11 +1,13 @@
 // Open-window partials shared between instances: each owner publishes, per Kafka partition it holds, the
-// windows still in its memory and their pending corrections; every other instance merges them into its
-// answers for that partition (reads skip a published window once its rows are in the store).
+// windows still in its memory; every other instance merges them into its answers for that partition (reads
+// skip a published window once its rows are in the store). Pending corrections are not published: a reader
+// cannot tell whether the stored rows it read already hold them, so they would count twice for a moment.
+// Another owner's corrections show once its checkpoint commits them (within a checkpoint interval).
 //
 // A partition has one owner at a time, so one value per partition is enough (last writer wins). Values
 // carry the owner and a sequence number; decoded windows are cached until the sequence moves.
 
-import { FLUSHING, packPane, unpackPane, type Aggregator, type MemWindow, type Pane, type RemoteWindows, type Res } from "../window/index.ts";
+import { packPane, unpackPane, type Aggregator, type MemWindow, type Pane, type RemoteWindows, type Res } from "../window/index.ts";
 import type { HotCache } from "./types.ts";
 
 interface Published {
@@ -15,7 +17,6 @@ interface Published {
   at: number;
   /** [res, start, state, base64 packed pane] */
   windows: Array<[number, number, number, string]>;
-  corrections: Array<[number, number, string]>;
 }
 
 export interface Partials {
@@ -42,7 +43,7 @@ export function createPartials(opts: {
   let published = 0;
   let lastPublishMs = 0;
   let lastBytes = 0;
-  const decoded = new Map<number, { owner: string; seq: number; windows: MemWindow[]; corrections: MemWindow[] }>();
+  const decoded = new Map<number, { owner: string; seq: number; windows: MemWindow[] }>();
   // packing and unpacking sketches is the expensive part: a window that did not change since the last publish
   // is sent as packed then, and a received window whose bytes did not change is not decoded again
   const packed = new WeakMap<Pane, string>();
@@ -58,7 +59,7 @@ export function createPartials(opts: {
       const by = new Map<number, Published>();
       seq++;
       const now = Date.now();
-      for (const p of owned) by.set(p, { owner: opts.owner, seq, at: now, windows: [], corrections: [] });
+      for (const p of owned) by.set(p, { owner: opts.owner, seq, at: now, windows: [] });
       let bytes = 0;
       for (const w of agg.memWindows()) {
         const v = by.get(w.partition);
@@ -72,13 +73,6 @@ export function createPartials(opts: {
         bytes += text.length;
         v.windows.push([w.res, w.start, w.state, text]);
       }
-      for (const c of agg.pendingCorrections()) {
-        const v = by.get(c.partition);
-        if (!v) continue;
-        const packed = b64(packPane(c.pane, agg.dict));
-        bytes += packed.length;
-        v.corrections.push([c.res, c.start, packed]);
-      }
       for (const [p, v] of by) cache.set(topicOf(p), v);
       published++;
       lastBytes = bytes;
@@ -88,7 +82,6 @@ export function createPartials(opts: {
     remote() {
       const mine = new Set(agg.owned());
       const windows: MemWindow[] = [];
-      const corrections: MemWindow[] = [];
       const now = Date.now();
       for (let p = 0; p < opts.partitions; p++) {
         if (mine.has(p)) continue;
@@ -115,20 +108,12 @@ export function createPartials(opts: {
               state,
               pane: paneOf(`${res}:${start}`, text),
             })),
-            corrections: v.corrections.map(([res, start, pane]) => ({
-              res: res as Res,
-              start,
-              partition: p,
-              state: FLUSHING,
-              pane: unpackPane(unb64(pane), agg.dict),
-            })),
           };
           decoded.set(p, d);
         }
         windows.push(...d.windows);
-        corrections.push(...d.corrections);
       }
-      return { windows, corrections };
+      return { windows, corrections: [] };
     },
 
     stats: () => ({ published, remotePartitions: decoded.size, lastPublishMs, lastBytes }),
