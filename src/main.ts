@@ -10,11 +10,9 @@ import { createDoor, openLogWriter } from "./ingest/index.ts";
 import { ensureTopics } from "./ingest/kafka-admin.ts";
 import { createKafkaSink } from "./ingest/kafka-sink.ts";
 import { logger, setLogLevel } from "./log.ts";
-import { createApp, warnOpen } from "./server/index.ts";
+import { createHttpApp } from "./http-app.ts";
+import { warnOpen, type Listening } from "./server/index.ts";
 import { startLiveTopics } from "./server/live.ts";
-import { metricsPlugin } from "./server/metrics.ts";
-import { streamsPlugin } from "./server/streams.ts";
-import { dashboardPlugin, trackerPlugin } from "./views/index.ts";
 import { migrateCassandra, openSqliteHistory } from "./store/index.ts";
 import { loadAlertRules, startAlerting, type AlertRule } from "./alerts/index.ts";
 
@@ -38,21 +36,25 @@ async function serve(config: Config): Promise<void> {
   }
   const live = startLiveTopics(engine);
   const alerts = startAlerting(engine, alertRules);
-  const app = createApp(engine, {
-    plugins: [streamsPlugin(engine, live), metricsPlugin(engine), trackerPlugin(engine), dashboardPlugin(engine), alerts.plugin],
-    clientIp: (req) => app.server?.requestIP(req)?.address ?? null,
-  });
-  // app.listen (not Bun.serve + app.handle): WebSockets need Elysia's handlers, and streams need the
-  // server object to lift Bun's idle timeout per request
-  app.listen({
-    port: config.port,
-    hostname: config.host,
-    maxRequestBodySize: config.maxBodyBytes + 1,
-    idleTimeout: 30,
-  });
+  const app = createHttpApp(engine, live, alerts);
+  let http: Listening;
+  try {
+    http = app.listen({ port: config.port, hostname: config.host, idleTimeout: 30 });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why =
+      code === "EADDRINUSE"
+        ? `port ${config.port} on ${config.host} is in use (another rtae or another program); stop it or choose another --port`
+        : `cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`;
+    process.stderr.write(`rtae: cannot start: ${why}\n`);
+    live.stop();
+    await alerts.stop();
+    await engine.stop();
+    process.exit(2);
+  }
   const warning = warnOpen(config);
   if (warning) log.warn(warning);
-  log.info("rtae serving", { url: `http://${config.host}:${app.server?.port}`, config: describeConfig(config) });
+  log.info("rtae serving", { url: `http://${config.host}:${http.port}`, config: describeConfig(config) });
 
   let demo: { stop(): void } | null = null;
   if (config.demoRate > 0) {
@@ -91,7 +93,7 @@ async function serve(config: Config): Promise<void> {
     await engine.door.close();
     await Bun.sleep(100);
     live.stop();
-    await app.stop(true);
+    await http.stop(true);
     await alerts.stop();
     await engine.stop();
     clearTimeout(bound);

@@ -1,12 +1,12 @@
-// HTTP surface of alerting: the rules API (reads follow the global guard; writes need the admin
-// token), active alerts and history, and the dashboard's Alerts view. Errors leave as JSON here,
-// so the plugin stands alone like the dashboard's.
+// HTTP surface of alerting: the rules API (the guard decides who may call each route from the route
+// table: reads need a read token, writes the admin token), active alerts and history, and the
+// dashboard's Alerts view. Errors leave as JSON here, so the plugin stands alone like the dashboard's.
 
 import { Elysia } from "elysia";
 import { h } from "preact";
 import { renderToString } from "preact-render-to-string";
 import type { Config } from "../config.ts";
-import { createAuth } from "../server/index.ts";
+import { clearedOf } from "../server/index.ts";
 import { AlertsBody, AlertsOob, AlertsPage, AlertsSection, type AlertsModel, type Freshness } from "../views/index.ts";
 import type { Alerting } from "./alerting.ts";
 import { ALERT_DOCS } from "./docs.ts";
@@ -28,14 +28,6 @@ async function guarded(fn: () => Promise<Response> | Response): Promise<Response
     console.error(JSON.stringify({ level: "error", ns: "Alerts", msg: "request failed", message: String(err) }));
     return fail(500, "internal", "internal error");
   }
-}
-
-/** The bearer (or X-Rtae-Key) secret of a request; cookies never authorise writes (no CSRF surface). */
-function presented(request: Request): string | null {
-  const m = /^Bearer\s+(.+)$/i.exec(request.headers.get("authorization")?.trim() ?? "");
-  if (m !== null) return m[1].trim();
-  const k = request.headers.get("x-rtae-key")?.trim();
-  return k ? k : null;
 }
 
 /** Reads a JSON body of at most MAX_RULE_BYTES, or returns the error response. */
@@ -87,20 +79,8 @@ export interface AlertsPluginOptions {
 /** Routes of the alerting service; mount with `createApp(engine, { plugins: [alertsPlugin(...)] })`. */
 export function alertsPlugin(alerting: Alerting, opts: AlertsPluginOptions) {
   const config = opts.config;
-  const auth = createAuth(config);
-  const isAdmin = (request: Request) => {
-    const s = presented(request);
-    return s !== null && auth.identify(s)?.role === "admin";
-  };
-  /** null when the request carries the admin token, else the refusal */
-  const adminRefusal = (request: Request): Response | null => {
-    if (config.adminToken === null) return fail(403, "forbidden", "changing alert rules needs the admin token, and none is configured (start rtae with --admin-token)");
-    const s = presented(request);
-    if (s === null) return fail(401, "unauthorized", "the admin token is required (Authorization: Bearer <token>)", { "www-authenticate": 'Bearer realm="rtae"' });
-    const p = auth.identify(s);
-    if (p === null) return fail(401, "unauthorized", "the credential is not valid", { "www-authenticate": 'Bearer realm="rtae"' });
-    return p.role === "admin" ? null : fail(403, "forbidden", "changing alert rules needs the admin token");
-  };
+  // the guard has cleared every request by the route table (writes need the admin token); admins also see webhook URLs
+  const isAdmin = (request: Request) => clearedOf(request)?.principal?.role === "admin";
 
   const model = (): AlertsModel => ({
     active: alerting.active().map(({ rule, alert }) => ({ ruleId: rule.id, ruleName: rule.name, severity: rule.severity, metric: ruleMetric(rule), value: alert.value, reference: alert.reference, startsAt: alert.startsAt, windowTo: alert.windowTo })),
@@ -114,8 +94,6 @@ export function alertsPlugin(alerting: Alerting, opts: AlertsPluginOptions) {
       guarded(() => json(200, { items: alerting.rules().map((r) => ruleView(r.rule, r.source, r.state, isAdmin(request))) })), { detail: ALERT_DOCS.listRules })
     .post("/api/alerts/rules", ({ request }) =>
       guarded(async () => {
-        const refused = adminRefusal(request);
-        if (refused !== null) return refused;
         const body = await readJson(request);
         if (!body.ok) return body.res;
         const rule = alerting.create(body.value);
@@ -130,8 +108,6 @@ export function alertsPlugin(alerting: Alerting, opts: AlertsPluginOptions) {
       }), { detail: ALERT_DOCS.getRule })
     .put("/api/alerts/rules/:id", ({ params, request }) =>
       guarded(async () => {
-        const refused = adminRefusal(request);
-        if (refused !== null) return refused;
         const body = await readJson(request);
         if (!body.ok) return body.res;
         alerting.replace(params.id, body.value);
@@ -140,8 +116,6 @@ export function alertsPlugin(alerting: Alerting, opts: AlertsPluginOptions) {
       }), { parse: "none", detail: ALERT_DOCS.replaceRule })
     .delete("/api/alerts/rules/:id", ({ params, request }) =>
       guarded(() => {
-        const refused = adminRefusal(request);
-        if (refused !== null) return refused;
         alerting.remove(params.id);
         return new Response(null, { status: 204 });
       }), { parse: "none", detail: ALERT_DOCS.deleteRule })

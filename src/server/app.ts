@@ -1,6 +1,7 @@
-// The Elysia application: global guard (security headers, CORS, auth, ingest rate limit), OpenAPI
-// docs, sign-in, and the ingest and read API over one engine, plus plugins the caller adds.
-// Errors leave as JSON `{error: {code, message}}` from the single error handler below, never as stack traces.
+// The HTTP application: the front (one canonical path per request), the guard deciding from the route
+// table, OpenAPI docs, sign-in, and the ingest and read API over one engine, plus plugins the caller
+// adds. Errors leave as JSON `{error: {code, message}}` from the single error handler below, never as
+// stack traces. An Elysia route missing from the route table stops the app from being built at all.
 
 import { Elysia, type AnyElysia } from "elysia";
 import pkg from "../../package.json" with { type: "json" };
@@ -8,11 +9,13 @@ import type { Engine } from "../engine.ts";
 import { HOUR, MIN, SEC, TIMESERIES_METRICS, TOP_BY, TYPES, type Res } from "../window/index.ts";
 import { createAuth, type Auth } from "./auth.ts";
 import { HttpError, errorBody } from "./errors.ts";
-import { guardPlugin } from "./guard.ts";
+import { createFront, type HttpApp } from "./front.ts";
+import { guardPlugin, type GuardOptions } from "./guard.ts";
 import { loginRoutes } from "./login.ts";
 import { ROUTE_DOCS, openapiPlugin } from "./openapi.ts";
 import { parseEnum, parseIntParam, parseRange } from "./params.ts";
 import { createRateLimiter } from "./rate-limit.ts";
+import { createRouteTable, undeclaredRoutes } from "./routes.ts";
 
 const STEPS: Record<string, Res> = { "1s": SEC, "1m": MIN, "1h": HOUR };
 const MAX_POINTS = 10_000;
@@ -26,6 +29,8 @@ export interface AppOptions {
   plugins?: AnyElysia[];
   /** Token bucket per ingest key (or client IP without one) on POST /api/events; false turns it off. */
   rateLimit?: { rate: number; burst: number; maxBuckets?: number } | false;
+  /** Token bucket per client IP on POST /login; false turns it off. */
+  loginRateLimit?: { rate: number; burst: number; maxBuckets?: number } | false;
   /** Take the client IP from the first X-Forwarded-For entry (only behind a proxy that sets it). */
   trustProxy?: boolean;
   /** Client IP of a request, e.g. `(r) => server.requestIP(r)?.address` when serving with `app.handle`. */
@@ -36,25 +41,30 @@ export interface AppOptions {
   sessionSecret?: string | Uint8Array;
   /** Session lifetime in ms, default 12 h. */
   sessionTtlMs?: number;
+  /** Called when a handler is about to run, with its route (both guard and router chose it). */
+  onHandled?: GuardOptions["onHandled"];
   /** Milliseconds clock for sessions and rate limits; injectable for tests. */
   now?: () => number;
 }
 
 /** Default ingest rate limit per key or client: requests per second and burst. */
 export const DEFAULT_RATE_LIMIT = { rate: 2_000, burst: 4_000 } as const;
+/** Default sign-in rate limit per client address: a burst of 10 tries, then one every 5 s. */
+export const DEFAULT_LOGIN_RATE_LIMIT = { rate: 0.2, burst: 10 } as const;
 
 /** The whole HTTP application over one engine. */
-export function createApp(engine: Engine, extras: AppOptions = {}) {
+export function createApp(engine: Engine, extras: AppOptions = {}): HttpApp {
   const cfg = engine.config;
   const maxSpan = Math.max(cfg.retention["1s"], cfg.retention["1m"], cfg.retention["1h"]);
   const range = (q: Record<string, string | undefined>) => parseRange(q, Date.now(), maxSpan);
 
   const auth = extras.auth ?? createAuth(cfg, { sessionSecret: extras.sessionSecret, sessionTtlMs: extras.sessionTtlMs, now: extras.now });
-  const rl = extras.rateLimit ?? DEFAULT_RATE_LIMIT;
-  const limiter = rl === false ? null : createRateLimiter({ ...rl, now: extras.now });
+  const bucket = (o: { rate: number; burst: number; maxBuckets?: number } | false) => (o === false ? null : createRateLimiter({ ...o, now: extras.now }));
+  const limiters = { ingest: bucket(extras.rateLimit ?? DEFAULT_RATE_LIMIT), login: bucket(extras.loginRateLimit ?? DEFAULT_LOGIN_RATE_LIMIT) };
+  const table = createRouteTable();
 
   const app = new Elysia()
-    .use(guardPlugin({ auth, limiter, trustProxy: extras.trustProxy, clientIp: extras.clientIp }))
+    .use(guardPlugin({ auth, table, limiters, trustProxy: extras.trustProxy, clientIp: extras.clientIp, onHandled: extras.onHandled }))
     .onError(({ error, code }) => {
       if (error instanceof HttpError) return json(error.status, errorBody(error.code, error.message));
       if (code === "NOT_FOUND") return json(404, errorBody("not_found", "no such endpoint"));
@@ -142,5 +152,7 @@ export function createApp(engine: Engine, extras: AppOptions = {}) {
       { detail: ROUTE_DOCS["GET /ready"] },
     );
   for (const p of extras.plugins ?? []) app.use(p);
-  return app;
+  const { undeclared } = undeclaredRoutes(table, app.routes);
+  if (undeclared.length > 0) throw new Error(`routes missing from the route table (src/server/routes.ts): ${undeclared.join(", ")}`);
+  return createFront(app, { maxRequestBodySize: cfg.maxBodyBytes + 1 });
 }

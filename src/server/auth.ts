@@ -3,11 +3,12 @@
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Config } from "../config.ts";
+import type { Access } from "./routes.ts";
 
 /** The kind of a credential; admin is accepted everywhere. */
 export type Role = "ingest" | "read" | "admin";
-/** What a route requires. */
-export type Need = "open" | "ingest" | "read";
+/** What a route requires (the route table's `access`). */
+export type Need = Access;
 
 export type AuthConfig = Pick<Config, "ingestKeys" | "readTokens" | "adminToken">;
 
@@ -54,17 +55,6 @@ export interface Auth {
 export const SESSION_COOKIE = "rtae_session";
 const DEFAULT_TTL_MS = 12 * 3_600_000;
 const MAX_REVOKED = 100_000;
-
-const OPEN_EXACT = new Set(["/health", "/ready", "/t.js", "/login", "/logout", "/swagger", "/favicon.ico"]);
-const OPEN_PREFIX = ["/assets/", "/swagger/", "/login/"];
-
-/** Path-based policy: which credential a method and path need. Unknown paths need read access. */
-export function routePolicy(method: string, path: string): Need {
-  if (path === "/api/events") return method === "POST" ? "ingest" : method === "OPTIONS" ? "open" : "read";
-  if (OPEN_EXACT.has(path)) return "open";
-  for (const p of OPEN_PREFIX) if (path.startsWith(p)) return "open";
-  return "read";
-}
 
 const sha256 = (s: string | Uint8Array): Buffer => createHash("sha256").update(s).digest();
 const b64url = (b: Buffer | string): string => Buffer.from(b).toString("base64url");
@@ -145,6 +135,15 @@ export function createAuth(config: AuthConfig, opts: AuthOptions = {}): Auth {
     verifySession,
     check(request, url, need) {
       if (need === "open") return { ok: true, principal: null };
+      if (need === "admin") {
+        // writes take the bearer admin token only: a cookie never authorises them, so there is no CSRF surface
+        if (config.adminToken === null) return deny(403, "this needs the admin token, and none is configured (start rtae with --admin-token)");
+        const secret = presented(request, url, false);
+        if (secret === null) return deny(401, "the admin token is required (Authorization: Bearer <token>)");
+        const p = identify(secret);
+        if (p === null) return deny(401, "the credential is not valid");
+        return p.role === "admin" ? { ok: true, principal: p } : deny(403, "this needs the admin token");
+      }
       if (need === "ingest" ? ingestOpen : readOpen) return { ok: true, principal: null };
       const secret = presented(request, url, need === "ingest");
       if (secret !== null) {

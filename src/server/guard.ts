@@ -1,87 +1,157 @@
-// The global request guard: security headers, CORS preflight, path-based auth and ingest rate
-// limiting, all in onRequest so they run before routing and cover routes of every plugin.
+// The global request guard, first in the Elysia app: it looks the canonical path up in the route table
+// and answers 404/405/OPTIONS there, then decides auth, same-origin form posts and rate limits from
+// the route's row alone. A second hook checks that Elysia's router picked the same route, and refuses
+// the request if it did not, so a router quirk can never reach a handler the guard did not clear.
 
 import { Elysia } from "elysia";
-import type { Server } from "bun";
-import { routePolicy, type Auth } from "./auth.ts";
-import { errorBody } from "./errors.ts";
+import type { Auth, Principal } from "./auth.ts";
+import { frontInfo, type FrontInfo } from "./front.ts";
+import { logger } from "../log.ts";
 import type { RateLimiter } from "./rate-limit.ts";
-import { SECURITY_HEADERS, applySecurityHeaders, preflightResponse } from "./security.ts";
+import { canonicalTarget, rawTarget } from "./request-target.ts";
+import type { RouteSpec, RouteTable } from "./routes.ts";
+import { INGEST_CORS_HEADERS, SECURITY_HEADERS, applySecurityHeaders, jsonError, optionsResponse } from "./security.ts";
+
+const log = logger("Http");
 
 export interface GuardOptions {
   auth: Auth;
-  /** Rate limiter for POST /api/events, or null for none. */
-  limiter: RateLimiter | null;
-  /** Trust the first `X-Forwarded-For` address (only behind a proxy that sets it). */
+  table: RouteTable;
+  /** Token buckets by the route table's `limit`; a missing one is no limit. */
+  limiters: Partial<Record<NonNullable<RouteSpec["limit"]>, RateLimiter | null>>;
+  /** Trust the first `X-Forwarded-For` address and `X-Forwarded-Host` (only behind a proxy that sets them). */
   trustProxy?: boolean;
-  /** The client address of a request when the app is served by `app.handle` (e.g. `server.requestIP`). */
+  /** The client address of a request when it did not come through the front's server (tests). */
   clientIp?: (request: Request) => string | null | undefined;
+  /** Called when a handler is about to run, with the route both guard and router chose. */
+  onHandled?: (request: Request, route: RouteSpec) => void;
 }
 
-const jsonError = (status: number, code: string, message: string, extra: Record<string, string> = {}): Response =>
-  new Response(errorBody(code, message), {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...SECURITY_HEADERS, ...extra },
-  });
+/** What the guard decided for a request that it let through. */
+export interface Cleared {
+  route: RouteSpec;
+  /** null where the route is open or credentials are not configured */
+  principal: Principal | null;
+}
 
-/** The client address used as a rate-limit key when no ingest key identifies the sender. */
-function clientAddress(request: Request, server: Server<unknown> | null, opts: GuardOptions): string {
+const cleared = new WeakMap<Request, Cleared>();
+
+/** The guard's decision for a request a handler is running for. */
+export const clearedOf = (request: Request): Cleared | undefined => cleared.get(request);
+
+const MAX_ECHO = 120;
+
+/** The client address used as a rate-limit key when no credential identifies the sender. */
+function clientAddress(request: Request, info: FrontInfo | undefined, opts: GuardOptions): string {
   if (opts.trustProxy === true) {
     const xff = request.headers.get("x-forwarded-for");
-    if (xff !== null && xff.trim() !== "") return xff.split(",")[0].trim();
+    if (xff !== null && xff.trim() !== "") return xff.split(",")[0].trim().slice(0, 64);
   }
   const given = opts.clientIp?.(request);
   if (given !== null && given !== undefined && given !== "") return given;
   try {
-    const a = server?.requestIP(request);
+    const a = info?.server?.requestIP(info.original);
     if (a !== null && a !== undefined) return a.address;
   } catch {
-    // requestIP throws for requests that did not come through this server (app.handle in tests)
+    // requestIP throws for a request the server did not receive
   }
   return "unknown";
 }
 
-const wantsHtml = (request: Request): boolean => {
-  const accept = request.headers.get("accept");
-  return accept !== null && accept.includes("text/html");
-};
+const wantsHtml = (request: Request): boolean => request.headers.get("accept")?.includes("text/html") === true;
 
-/** The guard plugin; `.use()` it first so its headers and checks apply to every later route. */
+/**
+ * A form post acting on the session must come from this origin. Browsers send Origin on POSTs and
+ * Sec-Fetch-Site everywhere; clients that send neither (curl, scripts) carry no ambient cookie risk.
+ */
+function crossSite(request: Request, trustProxy: boolean): boolean {
+  const site = request.headers.get("sec-fetch-site");
+  if (site !== null && site !== "same-origin" && site !== "none") return true;
+  const origin = request.headers.get("origin");
+  if (origin === null) return false;
+  if (origin === "null") return true;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return true;
+  }
+  const own = (trustProxy ? request.headers.get("x-forwarded-host") : null) ?? request.headers.get("host");
+  return own === null || own.toLowerCase() !== host.toLowerCase();
+}
+
+/** The guard plugin; `.use()` it first so its hooks cover every later route. */
 export function guardPlugin(opts: GuardOptions) {
-  const { auth, limiter } = opts;
-  return new Elysia({ name: "rtae-guard" }).onRequest(({ request, set, server }) => {
-    const url = new URL(request.url);
-    const path = url.pathname;
-    const ingest = path === "/api/events";
-    applySecurityHeaders(set.headers as Record<string, string>, ingest);
-    if (ingest && request.method === "OPTIONS") return preflightResponse();
-
-    const need = routePolicy(request.method, path);
-    const d = auth.check(request, url, need);
-    if (!d.ok) {
-      const cors: Record<string, string> = ingest ? { "access-control-allow-origin": "*" } : {};
-      if (d.status === 401 && (request.method === "GET" || request.method === "HEAD") && wantsHtml(request)) {
-        url.searchParams.delete("key"); // never echo a secret, even in a Location header
-        return new Response(null, {
-          status: 303,
-          headers: { location: `/login?next=${encodeURIComponent(path + url.search)}`, "cache-control": "no-store", ...SECURITY_HEADERS },
-        });
+  const { auth, table } = opts;
+  return new Elysia({ name: "rtae-guard" })
+    .onRequest(({ request, set }) => {
+      const headers = set.headers as Record<string, string>;
+      applySecurityHeaders(headers, false);
+      const info = frontInfo(request);
+      let path: string;
+      if (info !== undefined) path = info.path;
+      else {
+        // not through the front (an in-process caller of the Elysia app itself): only canonical targets pass
+        const t = canonicalTarget(request.url);
+        if (!t.ok) return jsonError(400, t.code, t.message);
+        const raw = rawTarget(request.url);
+        const q = raw.indexOf("?");
+        if ((q < 0 ? raw : raw.slice(0, q)) !== t.path) return jsonError(404, "not_found", "no such endpoint");
+        path = t.path;
       }
-      const challenge: Record<string, string> = d.status === 401 ? { "www-authenticate": 'Bearer realm="rtae"' } : {};
-      return jsonError(d.status, d.code, d.message, { ...challenge, ...cors });
-    }
-
-    if (ingest && request.method === "POST" && limiter !== null) {
-      const key = d.principal !== null ? `key:${d.principal.id}` : `ip:${clientAddress(request, server, opts)}`;
-      const waitMs = limiter.take(key);
-      if (waitMs > 0) {
-        const secs = Math.max(1, Math.ceil(waitMs / 1000));
-        return jsonError(429, "rate_limited", `too many requests; retry in ${secs} s`, {
-          "retry-after": String(secs),
-          "access-control-allow-origin": "*",
-          "access-control-expose-headers": "retry-after",
-        });
+      const method = request.method;
+      const m = table.match(method, path);
+      if (m.kind === "none") return jsonError(404, "not_found", `no such endpoint: ${method} ${JSON.stringify(path.slice(0, MAX_ECHO))}`);
+      if (m.kind === "method") {
+        if (method === "OPTIONS") return optionsResponse(m.allow, m.cors);
+        return jsonError(405, "method_not_allowed", `${method} is not allowed here; use ${m.allow.join(", ")}`, { allow: m.allow.join(", ") });
       }
-    }
-  });
+      const { route } = m;
+      const cors: Record<string, string> = route.cors ? { ...INGEST_CORS_HEADERS } : {};
+      if (route.cors) Object.assign(headers, cors);
+
+      if (route.sameOrigin && crossSite(request, opts.trustProxy === true))
+        return jsonError(403, "cross_origin", "this form must be posted from rtae's own pages");
+
+      const url = new URL(request.url);
+      const d = auth.check(request, url, route.access);
+      if (!d.ok) {
+        if (d.status === 401 && route.access === "read" && (method === "GET" || method === "HEAD") && wantsHtml(request)) {
+          url.searchParams.delete("key"); // never echo a secret, even in a Location header
+          return new Response(null, {
+            status: 303,
+            headers: { location: `/login?next=${encodeURIComponent(path + url.search)}`, "cache-control": "no-store", ...SECURITY_HEADERS },
+          });
+        }
+        const challenge: Record<string, string> = d.status === 401 ? { "www-authenticate": 'Bearer realm="rtae"' } : {};
+        return jsonError(d.status, d.code, d.message, { ...challenge, ...cors });
+      }
+
+      const limiter = route.limit === undefined ? null : (opts.limiters[route.limit] ?? null);
+      if (limiter !== null) {
+        const who = route.limit === "ingest" && d.principal !== null ? `key:${d.principal.id}` : `ip:${clientAddress(request, info, opts)}`;
+        const waitMs = limiter.take(who);
+        if (waitMs > 0) {
+          const secs = Math.max(1, Math.ceil(waitMs / 1000));
+          return jsonError(429, "rate_limited", `too many requests; retry in ${secs} s`, {
+            "retry-after": String(secs),
+            ...cors,
+            ...(route.cors ? { "access-control-expose-headers": "retry-after" } : {}),
+          });
+        }
+      }
+
+      // Bun closes connections idle for the server's timeout; a stream is idle between heartbeats by design
+      if (route.stream && info?.server) info.server.timeout(info.original, 0);
+      cleared.set(request, { route, principal: d.principal });
+    })
+    .onBeforeHandle({ as: "global" }, ({ request, route }) => {
+      const c = cleared.get(request);
+      if (c !== undefined && c.route.path === route) {
+        opts.onHandled?.(request, c.route);
+        return;
+      }
+      log.error("router and guard disagree; request refused", { method: request.method, guard: c?.route.path ?? null, router: route });
+      return jsonError(404, "not_found", "no such endpoint");
+    });
 }

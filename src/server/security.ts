@@ -39,7 +39,15 @@ export function applySecurityHeaders(headers: Record<string, string | number>, i
   if (ingest) for (const k in INGEST_CORS_HEADERS) headers[k] = INGEST_CORS_HEADERS[k];
 }
 
-/** The answer to a CORS preflight on the ingest path. */
-export function preflightResponse(): Response {
-  return new Response(null, { status: 204, headers: { ...SECURITY_HEADERS, ...INGEST_CORS_HEADERS } });
+/** The answer to OPTIONS on a declared path: its methods, and CORS where a route of the path has it. */
+export function optionsResponse(allow: readonly string[], cors: boolean): Response {
+  return new Response(null, { status: 204, headers: { allow: allow.join(", "), ...SECURITY_HEADERS, ...(cors ? INGEST_CORS_HEADERS : {}) } });
+}
+
+/** A JSON error answered before any handler runs (front and guard), with the security headers. */
+export function jsonError(status: number, code: string, message: string, extra: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ error: { code, message } }), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...SECURITY_HEADERS, ...extra },
+  });
 }

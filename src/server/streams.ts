@@ -3,7 +3,9 @@
 // that falls behind gets its backlog replaced by a fresh snapshot (a resync), and is dropped if it keeps failing.
 
 import { Elysia } from "elysia";
+import type { ServerWebSocket, WebSocketHandler } from "bun";
 import { errorBody } from "./errors.ts";
+import { upgradeWebSocket, type SocketData } from "./front.ts";
 import { LIVE_CHANNEL, TOPICS, type LiveTopics } from "./live.ts";
 import type { Engine } from "../engine.ts";
 
@@ -20,11 +22,6 @@ export interface StreamsOptions {
   wsMaxBufferedBytes?: number;
   /** SSE reconnection hint sent as `retry:` (default 2000 ms) */
   retryMs?: number;
-  /**
-   * The Bun server, when the app is served by `Bun.serve({ fetch: app.handle })` rather than
-   * `app.listen()` (Elysia's context then has no server): used to lift the idle timeout of SSE requests.
-   */
-  server?: () => { timeout(request: Request, seconds: number): void } | null | undefined;
 }
 
 export interface StreamStats {
@@ -118,12 +115,12 @@ function parseSeq(v: unknown): number | null {
   return null;
 }
 
-const jsonError = (status: number, code: string, message: string) =>
-  new Response(errorBody(code, message), { status, headers: { "content-type": "application/json; charset=utf-8" } });
+const jsonError = (status: number, code: string, message: string, extra: Record<string, string> = {}) =>
+  new Response(errorBody(code, message), { status, headers: { "content-type": "application/json; charset=utf-8", ...extra } });
 
 /**
  * Elysia plugin serving `GET /api/stream` (SSE) and `GET /ws` (WebSocket) from the live topics.
- * WebSockets and the SSE idle-timeout override need the Bun server, so serve the app with `app.listen()`.
+ * WebSockets need the front's server (`createApp(...).listen()`); the guard lifts the idle timeout of streams.
  */
 export function streamsPlugin(engine: Engine, live: LiveTopics, opts: StreamsOptions = {}) {
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
@@ -290,6 +287,66 @@ export function streamsPlugin(engine: Engine, live: LiveTopics, opts: StreamsOpt
     }
   }
 
+  // the WebSocket side, on raw Bun sockets: the front dispatches each socket to the handler it was upgraded with
+  type StreamSocket = ServerWebSocket<SocketData & { topics: string[] }>;
+  const wsHandler: WebSocketHandler<SocketData & { topics: string[] }> = {
+    open(ws: StreamSocket) {
+      const c: WsClient = { socket: ws, topics: new Set(ws.data.topics), stalled: false, skipped: 0, resyncsInRow: 0 };
+      wsClients.add(c);
+      mine.ws.set(c.socket, c);
+      startHeartbeat();
+      resyncWs(c);
+    },
+    message(ws: StreamSocket, raw) {
+      const c = mine.ws.get(ws);
+      if (!c) return;
+      let msg: unknown = null;
+      if (typeof raw === "string") {
+        try {
+          msg = JSON.parse(raw);
+        } catch {
+          msg = null;
+        }
+      }
+      const m = (msg && typeof msg === "object" ? msg : {}) as { subscribe?: unknown; resume?: unknown };
+      if (m.subscribe !== undefined) {
+        const parsed = parseTopics(m.subscribe);
+        if (!parsed.ok) {
+          c.socket.send(JSON.stringify({ event: "error", id: live.seq, data: JSON.parse(errorBody("invalid_parameter", parsed.message)) }));
+          return;
+        }
+        c.topics = new Set(parsed.topics);
+        resyncWs(c);
+      } else if (m.resume !== undefined) {
+        const after = parseSeq(m.resume);
+        const missed = after === null ? null : replay(after, c.topics);
+        if (missed === null || missed.length > maxQueue) {
+          counters.resyncs++;
+          resyncWs(c);
+          return;
+        }
+        counters.replays++;
+        for (const e of missed) sendWs(c, wsFrame(e));
+      } else {
+        c.socket.send(JSON.stringify({ event: "error", id: live.seq, data: JSON.parse(errorBody("invalid_message", 'send {"subscribe": [topics]} or {"resume": seq}')) }));
+      }
+    },
+    drain(ws: StreamSocket) {
+      const c = mine.ws.get(ws);
+      if (c?.stalled && c.socket.getBufferedAmount() <= wsMaxBuffered) {
+        counters.resyncs++;
+        resyncWs(c);
+      }
+    },
+    close(ws: StreamSocket) {
+      const c = mine.ws.get(ws);
+      if (!c) return;
+      wsClients.delete(c);
+      mine.ws.delete(c.socket);
+      stopHeartbeatIfIdle();
+    },
+  };
+
   return new Elysia({ name: "rtae-streams" })
     .onStop(() => {
       unsubscribe();
@@ -305,13 +362,11 @@ export function streamsPlugin(engine: Engine, live: LiveTopics, opts: StreamsOpt
       if (heartbeat) clearInterval(heartbeat);
       heartbeat = null;
     })
-    .get("/api/stream", ({ request, query, server }) => {
+    .get("/api/stream", ({ request, query }) => {
       const parsed = parseTopics(query.topics);
       if (!parsed.ok) return jsonError(400, "invalid_parameter", parsed.message);
       const topics = new Set(parsed.topics);
       const resumeFrom = parseSeq(request.headers.get("last-event-id") ?? query.lastEventId);
-      // Bun closes connections idle for 10 s; a stream is idle between heartbeats by design
-      (server ?? opts.server?.())?.timeout(request, 0);
 
       let client!: SseClient;
       const stream = new ReadableStream<Uint8Array>(
@@ -354,72 +409,13 @@ export function streamsPlugin(engine: Engine, live: LiveTopics, opts: StreamsOpt
         },
       });
     })
-    .ws("/ws", {
-      beforeHandle({ query }) {
-        const parsed = parseTopics(query.topics);
-        if (!parsed.ok) return jsonError(400, "invalid_parameter", parsed.message);
-      },
-      open(ws) {
-        const parsed = parseTopics(ws.data.query.topics);
-        const c: WsClient = {
-          socket: ws.raw as unknown as WsSocket,
-          topics: new Set(parsed.ok ? parsed.topics : TOPICS),
-          stalled: false,
-          skipped: 0,
-          resyncsInRow: 0,
-        };
-        wsClients.add(c);
-        mine.ws.set(c.socket, c);
-        startHeartbeat();
-        resyncWs(c);
-      },
-      message(ws, raw) {
-        const c = mine.ws.get(ws.raw as unknown as WsSocket);
-        if (!c) return;
-        let msg: unknown = raw;
-        if (typeof raw === "string") {
-          try {
-            msg = JSON.parse(raw);
-          } catch {
-            msg = null;
-          }
-        }
-        const m = (msg && typeof msg === "object" ? msg : {}) as { subscribe?: unknown; resume?: unknown };
-        if (m.subscribe !== undefined) {
-          const parsed = parseTopics(m.subscribe);
-          if (!parsed.ok) {
-            c.socket.send(JSON.stringify({ event: "error", id: live.seq, data: JSON.parse(errorBody("invalid_parameter", parsed.message)) }));
-            return;
-          }
-          c.topics = new Set(parsed.topics);
-          resyncWs(c);
-        } else if (m.resume !== undefined) {
-          const after = parseSeq(m.resume);
-          const missed = after === null ? null : replay(after, c.topics);
-          if (missed === null || missed.length > maxQueue) {
-            counters.resyncs++;
-            resyncWs(c);
-            return;
-          }
-          counters.replays++;
-          for (const e of missed) sendWs(c, wsFrame(e));
-        } else {
-          c.socket.send(JSON.stringify({ event: "error", id: live.seq, data: JSON.parse(errorBody("invalid_message", 'send {"subscribe": [topics]} or {"resume": seq}')) }));
-        }
-      },
-      drain(ws) {
-        const c = mine.ws.get(ws.raw as unknown as WsSocket);
-        if (c?.stalled && c.socket.getBufferedAmount() <= wsMaxBuffered) {
-          counters.resyncs++;
-          resyncWs(c);
-        }
-      },
-      close(ws) {
-        const c = mine.ws.get(ws.raw as unknown as WsSocket);
-        if (!c) return;
-        wsClients.delete(c);
-        mine.ws.delete(c.socket);
-        stopHeartbeatIfIdle();
-      },
+    .get("/ws", ({ request, query }) => {
+      const parsed = parseTopics(query.topics);
+      if (!parsed.ok) return jsonError(400, "invalid_parameter", parsed.message);
+      if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
+        return jsonError(426, "upgrade_required", "GET /ws is a WebSocket; connect with a WebSocket client", { upgrade: "websocket" });
+      if (!upgradeWebSocket(request, { handler: wsHandler as WebSocketHandler<SocketData>, topics: parsed.topics }))
+        return jsonError(400, "upgrade_failed", "the WebSocket handshake is not valid");
+      return new Response(null); // Bun ignores the answer of an upgraded request
     });
 }

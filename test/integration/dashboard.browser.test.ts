@@ -1,6 +1,7 @@
 // The dashboard in real Chromium: it loads with no console errors, and an event posted to the API
 // changes the displayed numbers within 1 s, without a reload (live topics -> /ui/stream -> htmx swap).
 
+import type { Listening } from "../../src/server/front.ts";
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import type { Browser } from "playwright-core";
 import { createApp, startLiveTopics, streamsPlugin } from "../../src/server/index.ts";
@@ -12,6 +13,7 @@ const skip = skipBrowserTests();
 let t: Awaited<ReturnType<typeof startTestEngine>>;
 let live: ReturnType<typeof startLiveTopics>;
 let app: ReturnType<typeof createApp>;
+let http: Listening;
 let browser: Browser;
 let origin = "";
 
@@ -20,15 +22,15 @@ beforeAll(async () => {
   t = await startTestEngine();
   live = startLiveTopics(t.engine);
   app = createApp(t.engine, { plugins: [streamsPlugin(t.engine, live), dashboardPlugin(t.engine)] });
-  app.listen({ port: 0, hostname: "127.0.0.1" });
-  origin = `http://127.0.0.1:${app.server!.port}`;
+  http = app.listen({ port: 0, hostname: "127.0.0.1" });
+  origin = `http://127.0.0.1:${http.port}`;
   browser = await launchBrowser();
 });
 afterAll(async () => {
   if (skip) return;
   await browser?.close();
   live?.stop();
-  await app?.stop(true);
+  await http?.stop(true);
   await t?.stop();
 });
 

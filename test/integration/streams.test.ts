@@ -2,7 +2,6 @@
 // slow-client resync/disconnect with bounded memory, and WebSocket subscribe changes.
 
 import { afterEach, describe, expect, it } from "bun:test";
-import { Elysia } from "elysia";
 import { connect } from "node:net";
 import type { Engine } from "../../src/engine.ts";
 import { createApp } from "../../src/server/app.ts";
@@ -27,11 +26,11 @@ async function setup(opts: { fastMs?: number; slowMs?: number; streams?: Streams
   cleanups.push(() => t.stop());
   const live = opts.live ? opts.live(t.engine) : startLiveTopics(t.engine, { fastMs: opts.fastMs ?? 50, slowMs: opts.slowMs ?? 200 });
   cleanups.push(() => live.stop());
-  const app = new Elysia().use(createApp(t.engine)).use(streamsPlugin(t.engine, live, opts.streams)).listen({ port: 0, hostname: "127.0.0.1", ...(opts.idleTimeout ? { idleTimeout: opts.idleTimeout } : {}) });
+  const app = createApp(t.engine, { plugins: [streamsPlugin(t.engine, live, opts.streams)] }).listen({ port: 0, hostname: "127.0.0.1", ...(opts.idleTimeout ? { idleTimeout: opts.idleTimeout } : {}) });
   cleanups.push(async () => {
     await app.stop(true);
   });
-  const base = `http://127.0.0.1:${app.server!.port}`;
+  const base = `http://127.0.0.1:${app.port}`;
   return { engine: t.engine, live, app, base };
 }
 
@@ -328,7 +327,7 @@ describe("GET /api/stream", () => {
     const s0 = streamStats();
 
     // the slow client: a raw socket that stops reading right after the request
-    const slow = connect({ host: "127.0.0.1", port: app.server!.port! });
+    const slow = connect({ host: "127.0.0.1", port: app.port });
     cleanups.push(() => void slow.destroy());
     const slowConnected = Promise.withResolvers<void>();
     slow.once("connect", () => slowConnected.resolve());
@@ -416,12 +415,12 @@ describe("GET /ws", () => {
     const src = { seq: 1 };
     const { base, engine, app } = await setup({ live: fakeLive(src), streams: { maxQueue, maxResyncs, wsMaxBufferedBytes: 256 * 1024 } });
     const s0 = streamStats();
-    const slow = connect({ host: "127.0.0.1", port: app.server!.port! });
+    const slow = connect({ host: "127.0.0.1", port: app.port });
     cleanups.push(() => void slow.destroy());
     const upgraded = Promise.withResolvers<void>();
     slow.once("data", () => upgraded.resolve()); // the 101 response
     slow.write(
-      `GET /ws?topics=overview HTTP/1.1\r\nHost: 127.0.0.1:${app.server!.port}\r\n` +
+      `GET /ws?topics=overview HTTP/1.1\r\nHost: 127.0.0.1:${app.port}\r\n` +
         "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );

@@ -1,9 +1,9 @@
 // The browser tracker end to end: /t.js served by the app, loaded by a shop page of another origin in real
 // Chromium, its beacons ingested by a real engine; plus the tracker's browser-side rules with deliveries captured in the page.
 
+import type { Listening } from "../../src/server/front.ts";
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { existsSync } from "node:fs";
-import { Elysia } from "elysia";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { createApp } from "../../src/server/app.ts";
 import { TRACKER_SOURCE, trackerPlugin, trackerScript } from "../../src/views/tracker/plugin.ts";
@@ -30,7 +30,7 @@ const shopPages = (rtae: string): Record<string, string> => ({
 });
 
 let t: Awaited<ReturnType<typeof startTestEngine>>;
-let server: ReturnType<typeof Bun.serve>;
+let server: Listening;
 let shop: ReturnType<typeof Bun.serve>;
 let origin = "";
 let shopOrigin = "";
@@ -38,8 +38,9 @@ let app: { handle(r: Request): Promise<Response> };
 
 beforeAll(async () => {
   t = await startTestEngine(["--ingest-keys", KEY]);
-  app = new Elysia().use(createApp(t.engine)).use(trackerPlugin(t.engine));
-  server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => app.handle(req) });
+  const http = createApp(t.engine, { plugins: [trackerPlugin(t.engine)] });
+  app = http;
+  server = http.listen({ port: 0, hostname: "127.0.0.1" });
   origin = `http://127.0.0.1:${server.port}`;
   // The shop is another origin, as in production; rtae's own CSP (no inline script) does not apply to it.
   const pages = shopPages(origin);
@@ -57,7 +58,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   shop?.stop(true);
-  server?.stop(true);
+  await server?.stop(true);
   await t?.stop();
 });
 
