@@ -201,6 +201,43 @@ describe("login session", () => {
   });
 });
 
+describe("sign-in throttling and same-origin form posts", () => {
+  const form = (token: string, headers: Record<string, string> = {}) => ({
+    method: "POST",
+    body: new URLSearchParams({ token, next: "/" }).toString(),
+    headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+  });
+
+  it("throttles sign-in attempts per client address with 429 and Retry-After, and recovers on the clock", async () => {
+    let now = 1_000_000;
+    const a = createApp(closed.engine, { now: () => now, loginRateLimit: { rate: 0.2, burst: 10 }, clientIp: (r) => r.headers.get("x-test-ip") });
+    for (let i = 0; i < 10; i++) expect((await call(a, "/login", form("wrong-token-0000000000", { "x-test-ip": "10.0.0.1" }))).res.status).toBe(401);
+    const limited = await call(a, "/login", form(READ, { "x-test-ip": "10.0.0.1" }));
+    expect(limited.res.status).toBe(429);
+    expect(Number(limited.res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(limited.text).error.code).toBe("rate_limited");
+    // another address has its own bucket; the first recovers as tokens refill
+    expect((await call(a, "/login", form(READ, { "x-test-ip": "10.0.0.2" }))).res.status).toBe(303);
+    now += 5_000;
+    expect((await call(a, "/login", form(READ, { "x-test-ip": "10.0.0.1" }))).res.status).toBe(303);
+  });
+
+  it("refuses a sign-in or sign-out posted from another origin, and takes same-origin and header-less posts", async () => {
+    const host = { host: "rtae.test" };
+    const cross = [{ origin: "https://evil.example" }, { origin: "null" }, { origin: "http://rtae.test.evil.example" }, { "sec-fetch-site": "cross-site" }, { "sec-fetch-site": "same-site" }];
+    for (const h of cross) {
+      for (const path of ["/login", "/logout"]) {
+        const r = await call(app, path, form(READ, { ...host, ...h }));
+        expect(r.res.status).toBe(403);
+        expect(JSON.parse(r.text).error.code).toBe("cross_origin");
+        expect(r.res.headers.get("set-cookie")).toBeNull();
+      }
+    }
+    expect((await call(app, "/login", form(READ, { ...host, origin: "http://rtae.test", "sec-fetch-site": "same-origin" }))).res.status).toBe(303);
+    expect((await call(app, "/login", form(READ, host))).res.status).toBe(303);
+  });
+});
+
 describe("ingest rate limit", () => {
   it("answers 429 with Retry-After after the burst, per key, and recovers as tokens refill", async () => {
     let now = 5_000_000;
