@@ -266,15 +266,23 @@ describe("validateEvent: timestamp", () => {
     }
   });
 
-  it("rejects malformed and impossible dates", () => {
+  it("rejects impossible dates and says which part does not exist", () => {
+    for (const [s, why] of [
+      ["2023-02-29T00:00:00Z", "2023-02 has 28 days"],
+      ["2024-04-31T00:00:00Z", "2024-04 has 30 days"],
+      ["2024-05-00T00:00:00Z", "there is no day 00"],
+      ["2024-13-01T00:00:00Z", "there is no month 13"],
+      ["2024-05-01T24:00:00Z", "hours run from 00 to 23 (write 24:00 as 00:00 of the next day)"],
+      ["2024-05-01T11:60:00Z", "minutes run from 00 to 59"],
+      ["2024-05-01T11:00:60Z", "seconds run from 00 to 59 (epoch milliseconds have no leap seconds)"],
+      ["2024-05-01T11:00:00+24:00", "offsets run from -23:59 to +23:59"],
+    ]) {
+      expect(reject(at(s))).toBe(`timestamp "${s}" is not a valid date and time: ${why}`);
+    }
+  });
+
+  it("rejects malformed dates", () => {
     for (const s of [
-      "2023-02-29T00:00:00Z",
-      "2024-04-31T00:00:00Z",
-      "2024-13-01T00:00:00Z",
-      "2024-05-01T24:00:00Z",
-      "2024-05-01T11:60:00Z",
-      "2024-05-01T11:00:60Z",
-      "2024-05-01T11:00:00+24:00",
       "2024-05-01T11:00:00+05:3",
       "2024-05-01T11:00:00.Z",
       "2024-05-01T11:00:00ZZ",
@@ -298,7 +306,7 @@ describe("validateEvent: timestamp", () => {
     );
     expect(accept(at("2024-05-01T14:10:00+02:00")).time).toBe(NOW + 600_000);
     expect(reject(at("2024-05-01T14:10:00.001+02:00"))).toStartWith("timestamp 2024-05-01T12:10:00.001Z is more than 10 minutes");
-    expect(reject(at(1e300))).toStartWith("timestamp 1e+300 is more than 10 minutes in the future");
+    expect(reject(at(1e300))).toStartWith("timestamp 1e+300 is out of range: times run from 1970-01-01T00:00:00.000Z");
   });
 
   it("accepts back to the retention horizon and rejects older, hinting at epoch seconds", () => {
@@ -307,7 +315,7 @@ describe("validateEvent: timestamp", () => {
     expect(reject(at(horizon - 1))).toBe(`timestamp ${new Date(horizon - 1).toISOString()} is older than the retention horizon ${new Date(horizon).toISOString()}`);
     expect(reject(at(Math.floor(NOW / 1000)))).toEndWith("(it looks like epoch seconds; send milliseconds)");
     expect(reject(at("1999-01-01T00:00:00Z"))).toStartWith("timestamp 1999-01-01T00:00:00.000Z is older than the retention horizon");
-    expect(reject(at(-1e300))).toStartWith("timestamp -1e+300 is older");
+    expect(reject(at(-1e300))).toStartWith("timestamp -1e+300 is out of range");
   });
 });
 

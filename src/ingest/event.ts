@@ -3,6 +3,7 @@
 
 import { bodyError, type BodyError } from "./errors.ts";
 import { EVENT_TYPES, LIMITS, type EventType, type PurchaseItem, type ShopEvent } from "./event-types.ts";
+import { parseTimestamp } from "./timestamp.ts";
 
 export interface ValidateContext {
   /** epoch ms */
@@ -288,25 +289,14 @@ function upper(s: string): string {
 // ---------------------------------------------------------------------------------------------
 // timestamp
 
-/** Event time in epoch ms, or NaN with `reason` set. */
+/** Event time in epoch ms, or NaN with `reason` set. The shape is the shared parser's; the window is the door's. */
 function readTimestamp(v: unknown, ctx: ValidateContext): number {
-  let t: number;
-  if (typeof v === "number") {
-    if (!Number.isInteger(v)) {
-      reason = `timestamp must be an integer number of epoch milliseconds, got ${describe(v)}`;
-      return NaN;
-    }
-    t = v + 0;
-  } else if (typeof v === "string") {
-    t = parseIsoZoned(v);
-    if (t !== t) return NaN;
-  } else {
-    reason =
-      v === undefined || v === null
-        ? "timestamp is required"
-        : `timestamp must be an ISO-8601 string with a zone or epoch milliseconds, got ${describe(v)}`;
+  const parsed = parseTimestamp(v, TIMESTAMP_OPTIONS);
+  if (!parsed.ok) {
+    reason = parsed.message;
     return NaN;
   }
+  const t = parsed.ms;
   if (t > ctx.now + LIMITS.futureSkewMs) {
     reason = `timestamp ${isoOf(t)} is more than ${LIMITS.futureSkewMs / 60_000} minutes in the future (now ${isoOf(ctx.now)})`;
     return NaN;
@@ -322,121 +312,12 @@ function readTimestamp(v: unknown, ctx: ValidateContext): number {
   return t;
 }
 
+/** JSON carries numbers: epoch ms in a string is refused, and every time names its zone. */
+const TIMESTAMP_OPTIONS = Object.freeze({ name: "timestamp", epochDigits: false, zonelessUtc: false });
+
 function isoOf(t: number): string {
+  // the parser bounds t; now and the horizon come from the caller
   return Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t);
-}
-
-const Z0 = 48; // "0"
-
-function digits(s: string, at: number, count: number): number {
-  let v = 0;
-  for (let i = at; i < at + count; i++) {
-    const d = s.charCodeAt(i) - Z0;
-    if (!(d >= 0 && d <= 9)) return -1; // NaN past the end fails too
-    v = v * 10 + d;
-  }
-  return v;
-}
-
-/**
- * Parse `YYYY-MM-DD(T| )hh:mm[:ss[.fff…]](Z|±hh[:mm])` without regexes or Date objects.
- * Date.parse is not used because it reads zone-less strings as local time and accepts too much.
- */
-function parseIsoZoned(s: string): number {
-  const n = s.length;
-  if (n > 40) return isoBad(s);
-  if (isDigitsOnly(s)) {
-    reason = `timestamp must be a number of epoch milliseconds, not a string, got ${describe(s)}`;
-    return NaN;
-  }
-  if (n < 10 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return isoBad(s);
-  const year = digits(s, 0, 4);
-  const month = digits(s, 5, 2);
-  const day = digits(s, 8, 2);
-  if (year < 0 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return isoBad(s);
-  if (n === 10) return isoNoZone(s);
-  const sep = s.charCodeAt(10);
-  if (sep !== 84 && sep !== 116 && sep !== 32) return isoBad(s); // T t space
-  if (n < 16 || s.charCodeAt(13) !== 58) return isoBad(s);
-  const hour = digits(s, 11, 2);
-  const minute = digits(s, 14, 2);
-  if (hour < 0 || hour > 23 || minute < 0 || minute > 59) return isoBad(s);
-  let i = 16;
-  let second = 0;
-  let ms = 0;
-  if (i < n && s.charCodeAt(i) === 58) {
-    second = digits(s, i + 1, 2);
-    if (i + 3 > n || second < 0 || second > 59) return isoBad(s);
-    i += 3;
-    const dot = i < n ? s.charCodeAt(i) : 0;
-    if (dot === 46 || dot === 44) {
-      i++;
-      const start = i;
-      let scale = 100;
-      while (i < n) {
-        const d = s.charCodeAt(i) - Z0;
-        if (d < 0 || d > 9) break;
-        ms += d * scale; // digits past milliseconds truncate
-        scale /= 10;
-        i++;
-      }
-      ms = Math.floor(ms);
-      if (i === start) return isoBad(s);
-    }
-  }
-  if (i === n) return isoNoZone(s);
-  let offsetMin = 0;
-  const z = s.charCodeAt(i);
-  if (z === 90 || z === 122) {
-    if (i + 1 !== n) return isoBad(s);
-  } else if (z === 43 || z === 45) {
-    const oh = digits(s, i + 1, 2);
-    let om = 0;
-    const rest = n - (i + 3);
-    if (rest === 3 && s.charCodeAt(i + 3) === 58) om = digits(s, i + 4, 2);
-    else if (rest === 2) om = digits(s, i + 3, 2);
-    else if (rest !== 0) return isoBad(s);
-    if (i + 3 > n || oh < 0 || oh > 23 || om < 0 || om > 59) return isoBad(s);
-    offsetMin = (z === 45 ? -1 : 1) * (oh * 60 + om);
-  } else return isoBad(s);
-  const days = daysFromCivil(year, month, day);
-  return ((days * 24 + hour) * 60 + minute - offsetMin) * 60_000 + second * 1000 + ms;
-}
-
-function isDigitsOnly(s: string): boolean {
-  const n = s.length;
-  let i = n > 0 && s.charCodeAt(0) === 45 ? 1 : 0; // a leading minus still means "a number in a string"
-  if (i === n) return false;
-  for (; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
-}
-
-function isoBad(s: string): number {
-  reason = `timestamp must be ISO-8601 with a zone (e.g. 2024-05-01T12:00:00Z) or epoch milliseconds, got ${describe(s)}`;
-  return NaN;
-}
-
-function isoNoZone(s: string): number {
-  reason = `timestamp ${describe(s)} has no time zone; add Z or an offset like +02:00`;
-  return NaN;
-}
-
-function daysInMonth(y: number, m: number): number {
-  if (m === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
-  return m === 4 || m === 6 || m === 9 || m === 11 ? 30 : 31;
-}
-
-/** Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-function daysFromCivil(y: number, m: number, d: number): number {
-  const yy = m <= 2 ? y - 1 : y;
-  const era = Math.floor(yy / 400);
-  const yoe = yy - era * 400;
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146_097 + doe - 719_468;
 }
 
 // ---------------------------------------------------------------------------------------------

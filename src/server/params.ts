@@ -1,6 +1,7 @@
 // Query-parameter parsing for the read API: ranges, enums and bounded integers, each failing with a
 // 400 that names the parameter and what was expected.
 
+import { parseTimestamp } from "../ingest/index.ts";
 import { badRequest } from "./errors.ts";
 
 const HOUR = 3_600_000;
@@ -8,14 +9,14 @@ const MAX_ECHO = 40;
 
 const show = (v: string) => JSON.stringify(v.length > MAX_ECHO ? v.slice(0, MAX_ECHO) + "…" : v);
 
-/** ISO-8601 (with zone) or epoch milliseconds. */
+/**
+ * ISO-8601 with a zone, or epoch milliseconds as 1 to 16 digits; the door's parser, so both refuse the same
+ * impossible dates and every value stays in [TIME_MIN, TIME_MAX] (a valid Date, even one step or retention later).
+ */
 export function parseTime(name: string, v: string): number {
-  if (/^\d{1,16}$/.test(v)) return Number(v);
-  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i.test(v)) {
-    const t = Date.parse(v);
-    if (Number.isFinite(t)) return t;
-  }
-  throw badRequest("invalid_parameter", `${name} must be ISO-8601 with a zone or epoch milliseconds, got ${show(v)}`);
+  const r = parseTimestamp(v, { name, epochDigits: true });
+  if (r.ok) return r.ms;
+  throw badRequest("invalid_parameter", r.message);
 }
 
 export interface Range {
@@ -25,8 +26,10 @@ export interface Range {
 
 /** [from, to), default the last hour; `maxSpanMs` bounds the work one request can ask for. */
 export function parseRange(q: Record<string, string | undefined>, now: number, maxSpanMs: number): Range {
+  // from first, so a request with both wrong hears about the one it names first
+  const fromArg = q.from !== undefined && q.from !== "" ? parseTime("from", q.from) : null;
   const to = q.to !== undefined && q.to !== "" ? parseTime("to", q.to) : now;
-  const from = q.from !== undefined && q.from !== "" ? parseTime("from", q.from) : to - HOUR;
+  const from = fromArg ?? to - HOUR;
   if (from >= to) throw badRequest("invalid_range", "from must be earlier than to");
   if (to - from > maxSpanMs)
     throw badRequest("invalid_range", `the range may span at most ${Math.round(maxSpanMs / 86_400_000)} days`);

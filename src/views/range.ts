@@ -1,6 +1,8 @@
 // Range and view parameters of the dashboard: live (last hour, streamed), presets relative to now,
 // or a custom from/to. Accepts what `<input type="datetime-local">` sends (no zone: read as UTC).
 
+import { parseTimestamp } from "../ingest/index.ts";
+
 export const VIEWS = ["overview", "products", "funnel", "performance", "campaigns", "inventory"] as const;
 export type ViewName = (typeof VIEWS)[number];
 
@@ -36,15 +38,11 @@ export const isView = (v: string): v is ViewName => (VIEWS as readonly string[])
 
 const show = (v: string) => JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v);
 
-/** ISO-8601 with a zone, epoch milliseconds, or a zone-less datetime-local value taken as UTC. */
+/** The read API's parser (ISO-8601, epoch milliseconds as digits) plus zone-less datetime-local values taken as UTC. */
 export function parseDashboardTime(name: string, v: string): number {
-  if (/^\d{1,16}$/.test(v)) return Number(v);
-  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)(Z|[+-]\d{2}:?\d{2})?$/i.exec(v);
-  if (m) {
-    const t = Date.parse(m[2] ? v : `${m[1]}Z`);
-    if (Number.isFinite(t)) return t;
-  }
-  throw new DashboardParamError(`${name} must be ISO-8601, datetime-local or epoch milliseconds, got ${show(v)}`);
+  const r = parseTimestamp(v, { name, epochDigits: true, zonelessUtc: true });
+  if (r.ok) return r.ms;
+  throw new DashboardParamError(r.message);
 }
 
 /**
@@ -63,8 +61,8 @@ export function parseViewRange(q: Record<string, string | undefined>, now: numbe
   if (kind === "live") return { kind, from: now - PRESETS["1h"], to: now, live: true };
   if (kind !== "custom") return { kind, from: now - PRESETS[kind], to: now, live: false };
   if (!has("from")) throw new DashboardParamError("from is required for a custom range");
-  const to = has("to") ? parseDashboardTime("to", q.to!) : now;
   const from = parseDashboardTime("from", q.from!);
+  const to = has("to") ? parseDashboardTime("to", q.to!) : now;
   if (from >= to) throw new DashboardParamError("from must be earlier than to");
   if (to - from > maxSpanMs) throw new DashboardParamError(`the range may span at most ${Math.round(maxSpanMs / 86_400_000)} days`);
   return { kind, from, to, live: false };
