@@ -224,7 +224,7 @@ describe("sign-in throttling and same-origin form posts", () => {
 
   it("refuses a sign-in or sign-out posted from another origin, and takes same-origin and header-less posts", async () => {
     const host = { host: "rtae.test" };
-    const cross = [{ origin: "https://evil.example" }, { origin: "null" }, { origin: "http://rtae.test.evil.example" }, { "sec-fetch-site": "cross-site" }, { "sec-fetch-site": "same-site" }];
+    const cross: Array<Record<string, string>> = [{ origin: "https://evil.example" }, { origin: "null" }, { origin: "http://rtae.test.evil.example" }, { "sec-fetch-site": "cross-site" }, { "sec-fetch-site": "same-site" }];
     for (const h of cross) {
       for (const path of ["/login", "/logout"]) {
         const r = await call(app, path, form(READ, { ...host, ...h }));
