@@ -51,10 +51,10 @@ const ALL_FLAGS = [
   "consumer-group", "cassandra-keyspace", "redis-prefix", "ingest-keys", "read-tokens", "admin-token",
   "checkpoint-interval", "idle-timeout", "dedupe-horizon", "max-body-bytes", "max-events-per-request", "log-level",
   "seed", "target", "rate", "count", "duration", "batch-size", "ingest-key", "products", "users", "bursts", "no-diurnal",
-  "alert-rules", "alert-webhook-url", "cassandra-consistency", "cassandra-replication", "cassandra-datacenter",
+  "alert-rules", "alert-webhook-url", "alert-allow-private", "max-inflight-body-bytes", "trust-proxy", "cassandra-consistency", "cassandra-replication", "cassandra-datacenter",
 ];
 const SECRET_FLAGS = new Set(["ingest-keys", "read-tokens", "admin-token", "ingest-key", "alert-webhook-url"]);
-const BOOLEAN_FLAGS = new Set(["bursts", "no-diurnal"]);
+const BOOLEAN_FLAGS = new Set(["bursts", "no-diurnal", "alert-allow-private", "trust-proxy"]);
 const PRODUCE_ONLY = new Set(["target", "rate", "count", "duration", "batch-size", "ingest-key"]);
 const commandFor = (flag: string): "serve" | "produce" => (PRODUCE_ONLY.has(flag) ? "produce" : "serve");
 
@@ -90,10 +90,13 @@ describe("defaults", () => {
       adminToken: null,
       alertRulesPath: null,
       alertWebhookUrl: null,
+      alertAllowPrivate: false,
       checkpointIntervalMs: 1 * S,
       idleTimeoutMs: 10 * S,
       dedupeHorizonMs: 10 * M,
       maxBodyBytes: 16 * 1024 * 1024,
+      maxInflightBodyBytes: 64 * 1024 * 1024,
+      trustProxy: false,
       maxEventsPerRequest: 100_000,
       logLevel: "info",
       seed: 2_147_483_648,
@@ -151,6 +154,9 @@ interface ValueCase {
 const VALUE_CASES: ValueCase[] = [
   { flag: "alert-rules", raw: "/etc/rtae/alerts.json", pick: (c) => c.alertRulesPath, want: "/etc/rtae/alerts.json" },
   { flag: "alert-webhook-url", raw: "https://hooks.example.com/rtae", pick: (c) => c.alertWebhookUrl, want: "https://hooks.example.com/rtae" },
+  { flag: "alert-allow-private", raw: "true", pick: (c) => c.alertAllowPrivate, want: true },
+  { flag: "max-inflight-body-bytes", raw: "128MiB", pick: (c) => c.maxInflightBodyBytes, want: 128 * 1024 * 1024 },
+  { flag: "trust-proxy", raw: "true", pick: (c) => c.trustProxy, want: true },
   { flag: "port", raw: "9090", pick: (c) => c.port, want: 9090 },
   { flag: "host", raw: "127.0.0.1", pick: (c) => c.host, want: "127.0.0.1" },
   { flag: "host", raw: "[::1]", pick: (c) => c.host, want: "::1" },
@@ -284,6 +290,9 @@ const ERROR_CASES: ErrorCase[] = [
   { flag: "alert-rules", raw: "rules\u0000.json", says: "contains a NUL character" },
   { flag: "alert-webhook-url", raw: "ftp://hooks.example.com/x", says: "is not an http:// or https:// URL" },
   { flag: "alert-webhook-url", raw: "not a url", says: "is not a URL" },
+  { flag: "alert-allow-private", raw: "yes", says: "is not a boolean (expected true, false, 1 or 0)" },
+  { flag: "trust-proxy", raw: "maybe", says: "is not a boolean (expected true, false, 1 or 0)" },
+  { flag: "max-inflight-body-bytes", raw: "1KiB", says: "out of range (expected 1MiB to 16GiB)" },
   { flag: "port", raw: "80a", says: "is not a port number (1-65535)" },
   { flag: "port", raw: "0", says: "is not a port number (1-65535)" },
   { flag: "port", raw: "65536", says: "is not a port number (1-65535)" },

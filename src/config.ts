@@ -89,10 +89,16 @@ export interface Config {
   readonly alertRulesPath: string | null;
   /** webhook of alert rules that name none; may carry a secret in its path or query */
   readonly alertWebhookUrl: string | null;
+  /** alert webhooks may target loopback, link-local and private addresses (off: SSRF guard) */
+  readonly alertAllowPrivate: boolean;
   readonly checkpointIntervalMs: number;
   readonly idleTimeoutMs: number;
   readonly dedupeHorizonMs: number;
   readonly maxBodyBytes: number;
+  /** bytes all request bodies being received at once may hold together */
+  readonly maxInflightBodyBytes: number;
+  /** take the client address from X-Forwarded-For (only behind a proxy that sets it) */
+  readonly trustProxy: boolean;
   readonly maxEventsPerRequest: number;
   readonly logLevel: LogLevel;
   /** uint32; random per run unless given */
@@ -684,6 +690,11 @@ const S = {
     help: "webhook (http or https) that alert rules without their own webhook notify",
     parse: webhookUrlOf,
   }),
+  alertAllowPrivate: withDefault("false", {
+    flag: "alert-allow-private", section: "engine", hint: "", boolean: true,
+    help: "let alert webhooks target loopback, link-local (cloud metadata) and private network addresses, refused by default",
+    parse: boolOf,
+  }),
   checkpointInterval: withDefault("1s", {
     flag: "checkpoint-interval", section: "engine", hint: "<duration>",
     help: "how often window state and offsets are made durable (10ms-10m)",
@@ -703,6 +714,16 @@ const S = {
     flag: "max-body-bytes", section: "engine", hint: "<size>",
     help: "largest accepted request body (1KiB-1GiB)",
     parse: sizeIn(1024, 1024 ** 3),
+  }),
+  maxInflightBodyBytes: withDefault("64MiB", {
+    flag: "max-inflight-body-bytes", section: "engine", hint: "<size>",
+    help: "bytes all request bodies being received at once may hold; past it a request gets 503 with Retry-After (1MiB-16GiB, at least --max-body-bytes)",
+    parse: sizeIn(1024 ** 2, 16 * 1024 ** 3),
+  }),
+  trustProxy: withDefault("false", {
+    flag: "trust-proxy", section: "engine", hint: "", boolean: true,
+    help: "take the client address (rate limits) from the first X-Forwarded-For entry; only behind a proxy that sets it",
+    parse: boolOf,
   }),
   maxEventsPerRequest: withDefault("100000", {
     flag: "max-events-per-request", section: "engine", hint: "<n>",
@@ -1049,10 +1070,13 @@ function build(
     adminToken: get(S.adminToken) ?? null,
     alertRulesPath: get(S.alertRules) ?? null,
     alertWebhookUrl: get(S.alertWebhookUrl) ?? null,
+    alertAllowPrivate: get(S.alertAllowPrivate),
     checkpointIntervalMs: get(S.checkpointInterval),
     idleTimeoutMs: get(S.idleTimeout),
     dedupeHorizonMs: get(S.dedupeHorizon),
     maxBodyBytes: get(S.maxBodyBytes),
+    maxInflightBodyBytes: get(S.maxInflightBodyBytes),
+    trustProxy: get(S.trustProxy),
     maxEventsPerRequest: get(S.maxEventsPerRequest),
     logLevel: get(S.logLevel),
     seed: get(S.seed) ?? Math.floor(random() * (UINT32_MAX + 1)),
@@ -1099,6 +1123,12 @@ function crossCheck(
     issues.push(
       `${label(ooo)} is ${d(c.outOfOrdernessMs)} but ${label(late)} is ${d(c.allowedLatenessMs)}: ` +
         "out-of-orderness must not exceed allowed lateness",
+    );
+  }
+  if (ok(S.maxBodyBytes) && ok(S.maxInflightBodyBytes) && c.maxInflightBodyBytes < c.maxBodyBytes) {
+    issues.push(
+      `${label(S.maxInflightBodyBytes)} is ${c.maxInflightBodyBytes} bytes but ${label(S.maxBodyBytes)} is ${c.maxBodyBytes}: ` +
+        "one largest body must fit in the in-flight budget",
     );
   }
   const behind = c.outOfOrdernessMs + c.allowedLatenessMs;

@@ -3,7 +3,9 @@
 // loop that makes window state and offsets durable together, and the query facade.
 
 import type { Config } from "./config.ts";
-import { createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWriter, type WorkerPool } from "./ingest/index.ts";
+import { lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
+import { failureReason, unreachable } from "./errors.ts";
+import { KafkaError, createDoor, openLogWriter, startWorkerPool, type Door, type LocalLogWriter, type WorkerPool } from "./ingest/index.ts";
 import { logger, setLogLevel } from "./log.ts";
 import { hostname } from "node:os";
 import { createKafkaSink, type KafkaSink } from "./ingest/kafka-sink.ts";
@@ -15,6 +17,7 @@ import {
   createRedisHotCache,
   openCassandraHistory,
   openSqliteHistory,
+  CassandraStoreError,
   type HistoryStore,
   type HotCache,
   type RedisHotCache,
@@ -53,6 +56,8 @@ import {
 const log = logger("Engine");
 /** a store failing this long makes the engine stop applying records until a checkpoint succeeds */
 const HOLD_BACK_AFTER_MS = 5000;
+/** how long start waits for Redis before giving up on it */
+const READY_TIMEOUT_MS = 10_000;
 
 /** Families a correction pane carries (corrections never hold sketches or product tables). */
 function touchedFamilies(p: Pane): Family[] {
@@ -142,8 +147,41 @@ export interface EngineOptions {
   workerUrl?: string | URL;
 }
 
+/**
+ * Starts one instance on `config.dataDir`, which it locks first (one process per data dir, DESIGN §5) and
+ * releases in stop(). Throws StartError when the dir is in use or a configured service does not answer; the
+ * message is one line for `rtae serve` to print. Whatever was opened before a failure is closed again.
+ */
 export async function startEngine(config: Config, options: EngineOptions = {}): Promise<Engine> {
   setLogLevel(config.logLevel);
+  const lock = lockDataDir(config.dataDir); // before anything opens a file there
+  const opened: Array<() => unknown> = [];
+  try {
+    return await assemble(config, options, lock, opened);
+  } catch (err) {
+    for (const close of opened.reverse()) {
+      try {
+        await close();
+      } catch {
+        // closing what a failed start opened is best effort; the start error is what matters
+      }
+    }
+    lock.release();
+    throw err;
+  }
+}
+
+/** Where a Redis URL points, without its credentials. */
+function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || "6379"}`;
+  } catch {
+    return "the configured address";
+  }
+}
+
+async function assemble(config: Config, options: EngineOptions, lock: DataDirLock, opened: Array<() => unknown>): Promise<Engine> {
   const maxAgeMs = Math.max(config.retention["1s"], config.retention["1m"], config.retention["1h"]);
   const instanceId = `${hostname()}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const brokers = config.kafkaBrokers ? [...config.kafkaBrokers] : null;
@@ -153,27 +191,52 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
   let topicEnds: ReturnType<typeof createTopicEnds> | null = null;
   if (brokers) {
     const conn = { brokers, clientId: `rtae-${instanceId}`, logLevel: "error" as const };
-    await ensureTopics({ ...conn, topic: config.kafkaTopic, partitions: config.partitions });
+    // kafkajs' own lines about each retry would only repeat, out of order, what the start error says
+    await ensureTopics({ ...conn, logLevel: "nothing", topic: config.kafkaTopic, partitions: config.partitions }).catch((err: unknown) => {
+      if (err instanceof KafkaError && err.code === "kafka_unavailable" && err.cause !== undefined) {
+        const cause = err.cause as { message?: string };
+        throw unreachable("Kafka", brokers.join(","), "kafka-brokers", failureReason(cause.message), err);
+      }
+      throw err;
+    });
     sink = createKafkaSink({ ...conn, topic: config.kafkaTopic, partitions: config.partitions });
     topicEnds = createTopicEnds({ ...conn, topic: config.kafkaTopic });
+    const [s, t] = [sink, topicEnds];
+    opened.push(() => s.close(), () => t.close());
   }
   const writer: LocalLogWriter | null = brokers ? null : openLogWriter(config.dataDir, config.partitions);
-  const store: HistoryStore = config.cassandraContactPoints
+  if (writer) opened.push(() => writer.close());
+  const contactPoints = config.cassandraContactPoints;
+  const store: HistoryStore = contactPoints
     ? await openCassandraHistory({
-        contactPoints: [...config.cassandraContactPoints],
+        contactPoints: [...contactPoints],
         keyspace: config.cassandraKeyspace,
         consistency: config.cassandraConsistency,
         localDataCenter: config.cassandraDatacenter,
         writerId: brokers ? `engine:${instanceId}` : "engine",
+      }).catch((err: unknown) => {
+        if (err instanceof CassandraStoreError && err.code === "store_unavailable") {
+          const reason = failureReason(err.message.replace(/^cassandra open: /, ""));
+          throw unreachable("Cassandra", contactPoints.join(","), "cassandra-contact-points", reason, err);
+        }
+        throw err;
       })
     : openSqliteHistory(config.dataDir);
+  opened.push(() => store.close());
   // live views are computed per instance from the global state, so their channel stays local; Redis
   // carries what instances share: open-window partials and which stored windows changed
   const hot = createMemoryHotCache();
   let shared: RedisHotCache | null = null;
   if (config.redisUrl) {
-    shared = createRedisHotCache({ url: config.redisUrl, prefix: config.redisPrefix, instanceId });
-    await shared.ready().catch((err: Error) => log.warn("redis not ready; running on local values until it is", { message: err.message }));
+    const cache = createRedisHotCache({ url: config.redisUrl, prefix: config.redisPrefix, instanceId, readyTimeoutMs: READY_TIMEOUT_MS });
+    shared = cache;
+    opened.push(() => cache.close());
+    // unreachable at start is a setup problem to report; an outage later is ridden out on local values
+    const url = config.redisUrl;
+    await cache.ready().catch((err: Error) => {
+      const reason = failureReason(cache.stats().lastError) ?? `no answer within ${Math.round(READY_TIMEOUT_MS / 1000)} s`;
+      throw unreachable("Redis", redisAddress(url), "redis-url", reason, err);
+    });
   }
   const agg = createAggregator({
     partitions: config.partitions,
@@ -358,6 +421,7 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
         }
       : undefined,
   });
+  opened.push(() => pool.stop());
 
   // end offsets: after our own appends (embedded), or the topic's as last polled (Kafka: lag and catch-up)
   const appended = new Float64Array(config.partitions);
@@ -734,30 +798,35 @@ export async function startEngine(config: Config, options: EngineOptions = {}): 
     async stop() {
       if (stopped) return;
       stopped = true;
-      await door.close();
-      clearInterval(cpTimer);
-      clearInterval(pruneTimer);
-      clearInterval(liveTimer);
-      if (partialsTimer) clearInterval(partialsTimer);
-      if (endsTimer) clearInterval(endsTimer);
-      if (brokers) {
-        // Kafka: checkpoint while still a group member, so the final offsets are committed; records read
-        // after it are replayed by the partitions' next owner. Leaving the group then revokes (drops) them.
-        await checkpointing?.catch(() => {});
-        await checkpoint().catch(() => {});
-        await pool.stop();
-      } else {
-        await pool.stop();
-        await checkpointing?.catch(() => {});
-        await checkpoint().catch(() => {});
+      try {
+        await door.close();
+        clearInterval(cpTimer);
+        clearInterval(pruneTimer);
+        clearInterval(liveTimer);
+        if (partialsTimer) clearInterval(partialsTimer);
+        if (endsTimer) clearInterval(endsTimer);
+        if (brokers) {
+          // Kafka: checkpoint while still a group member, so the final offsets are committed; records read
+          // after it are replayed by the partitions' next owner. Leaving the group then revokes (drops) them.
+          await checkpointing?.catch(() => {});
+          await checkpoint().catch(() => {});
+          await pool.stop();
+        } else {
+          await pool.stop();
+          await checkpointing?.catch(() => {});
+          await checkpoint().catch(() => {});
+        }
+        writer?.close();
+        unsubWritten?.();
+        await sink?.close().catch(() => {});
+        await topicEnds?.close();
+        await store.close();
+        await hot.close();
+        await shared?.close().catch(() => {});
+      } finally {
+        // last: the next engine on this dir may open its files only once ours are closed
+        lock.release();
       }
-      writer?.close();
-      unsubWritten?.();
-      await sink?.close().catch(() => {});
-      await topicEnds?.close();
-      await store.close();
-      await hot.close();
-      await shared?.close().catch(() => {});
     },
   };
   return engine;

@@ -10,6 +10,7 @@ import { createDoor, openLogWriter } from "./ingest/index.ts";
 import { ensureTopics } from "./ingest/kafka-admin.ts";
 import { createKafkaSink } from "./ingest/kafka-sink.ts";
 import { logger, setLogLevel } from "./log.ts";
+import { lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
 import { createHttpApp } from "./http-app.ts";
 import { warnOpen, type Listening } from "./server/index.ts";
 import { startLiveTopics } from "./server/live.ts";
@@ -173,9 +174,20 @@ async function migrate(config: Config): Promise<void> {
     log.info("migrated", { cassandra: config.cassandraContactPoints, keyspace: config.cassandraKeyspace });
     return;
   }
-  // embedded stores create their schema on open
-  openLogWriter(config.dataDir, config.partitions).close();
-  await (await openSqliteHistory(config.dataDir)).close();
+  // embedded stores create their schema on open; a running serve owns these files, so take its lock
+  let lock: DataDirLock;
+  try {
+    lock = lockDataDir(config.dataDir);
+  } catch (err) {
+    process.stderr.write(`rtae: cannot migrate: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  try {
+    openLogWriter(config.dataDir, config.partitions).close();
+    await (await openSqliteHistory(config.dataDir)).close();
+  } finally {
+    lock.release();
+  }
   log.info("migrated", { dataDir: config.dataDir });
 }
 

@@ -9,6 +9,7 @@ import { needsOf, type MetricSource, type WindowSample } from "./metrics.ts";
 import { createNotifier, type WebhookOptions } from "./notifier.ts";
 import { MAX_RULES, WINDOWS, parseRule, ruleDigest, ruleMetric, type AlertRule } from "./rules.ts";
 import { openAlertStore, type HistoryEntry } from "./store.ts";
+import { resolvedProblem, systemLookup } from "./webhook-target.ts";
 
 const log = logger("Alerts");
 
@@ -20,6 +21,8 @@ export interface AlertingOptions {
   fileRules: readonly AlertRule[];
   /** webhook for rules without their own (--alert-webhook-url) */
   defaultWebhookUrl: string | null;
+  /** --alert-allow-private: webhooks may target loopback, link-local and private addresses; default false */
+  allowPrivateWebhooks?: boolean;
   source: MetricSource;
   /** current event-time watermark in ms, -Infinity before the first event */
   watermark: () => number;
@@ -39,8 +42,9 @@ interface Entry {
 export interface Alerting {
   rules(): Array<{ rule: AlertRule; source: RuleSource; state: RuleState }>;
   rule(id: string): { rule: AlertRule; source: RuleSource; state: RuleState } | null;
-  create(input: unknown): AlertRule;
-  replace(id: string, input: unknown): AlertRule;
+  /** validates, checks where its webhook resolves to, and saves; rejects with AlertError */
+  create(input: unknown): Promise<AlertRule>;
+  replace(id: string, input: unknown): Promise<AlertRule>;
   remove(id: string): void;
   active(): Array<{ rule: AlertRule; alert: ActiveAlert }>;
   history(limit: number): HistoryEntry[];
@@ -54,13 +58,36 @@ export interface Alerting {
 /** windows evaluated per rule after a long stop; older ones are skipped */
 const MAX_BACKLOG = 60;
 const MAX_WINDOWS_PER_TICK = 500;
+/** how long saving a rule waits for its webhook's name to resolve; no answer leaves the check to delivery */
+const SAVE_LOOKUP_MS = 2000;
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
 export function createAlerting(opts: AlertingOptions): Alerting {
   const now = opts.now ?? Date.now;
   const store = openAlertStore(opts.dataDir);
-  const notifier = createNotifier(opts.webhook);
+  const allowPrivate = opts.allowPrivateWebhooks ?? false;
+  const lookup = opts.webhook?.lookup ?? systemLookup;
+  const notifier = createNotifier({ allowPrivate, ...opts.webhook });
+  const ruleOptions = { allowPrivate };
+
+  /**
+   * A rule whose webhook name resolves to a non-public address is refused when saved, with the reason; the
+   * notifier checks again at each delivery (names can change: DNS rebinding). A name that does not resolve
+   * now is accepted: its receiver may not be up yet.
+   */
+  async function checkResolved(rule: AlertRule): Promise<void> {
+    if (allowPrivate || rule.webhook === null) return;
+    const host = new URL(rule.webhook.url).hostname;
+    if (host.startsWith("[") || /^[\d.]+$/.test(host)) return; // a literal address, checked by parseRule
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const addresses = await Promise.race([
+      lookup(host).catch(() => []),
+      new Promise<[]>((r) => (timer = setTimeout(r, SAVE_LOOKUP_MS, []))),
+    ]).finally(() => clearTimeout(timer));
+    const problem = resolvedProblem(host, addresses);
+    if (problem !== null) throw new AlertError("invalid_rule", `webhook.url of rule ${JSON.stringify(rule.id)}: ${problem}`);
+  }
   const registry = new Map<string, Entry>();
   const interrupted = store.interruptPending();
   if (interrupted > 0) log.warn("webhook deliveries interrupted by the last stop", { count: interrupted });
@@ -198,22 +225,25 @@ export function createAlerting(opts: AlertingOptions): Alerting {
       const e = registry.get(id);
       return e === undefined ? null : view(e);
     },
-    create(input) {
-      const rule = parseRule(input);
+    async create(input) {
+      const rule = parseRule(input, "", ruleOptions);
+      await checkResolved(rule);
       if (registry.has(rule.id)) throw new AlertError("rule_exists", `a rule with id ${JSON.stringify(rule.id)} exists; use PUT /api/alerts/rules/${rule.id} to change it`);
       if (registry.size >= MAX_RULES) throw new AlertError("invalid_rule", `there are already ${MAX_RULES} rules, the most rtae keeps`);
       store.putRule(rule);
       add(rule, "api", undefined);
       return rule;
     },
-    replace(id, input) {
-      const e = existing(id);
+    async replace(id, input) {
+      existing(id);
       if (typeof input === "object" && input !== null && !Array.isArray(input)) {
         const given = (input as { id?: unknown }).id;
         if (given !== undefined && given !== id) throw new AlertError("invalid_rule", `id ${JSON.stringify(given)} in the body differs from ${JSON.stringify(id)} in the path`);
         input = { ...input, id };
       }
-      const rule = parseRule(input);
+      const rule = parseRule(input, "", ruleOptions);
+      await checkResolved(rule);
+      const e = existing(id); // again: it may have been deleted or replaced while the name resolved
       store.putRule(rule);
       add(rule, "api", { rule: e.rule, state: e.state });
       return rule;

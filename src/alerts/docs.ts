@@ -36,7 +36,7 @@ const Rule = {
     minWindows: { type: "integer", minimum: 2, default: 5 },
     forWindows: { type: "integer", minimum: 1, maximum: 1000, default: 1 },
     severity: { type: "string", enum: [...SEVERITIES], default: "warning" },
-    webhook: { type: "object", properties: { url: { type: "string", format: "uri" } }, description: "default --alert-webhook-url; shown only to the admin" },
+    webhook: { type: "object", properties: { url: { type: "string", format: "uri" } }, description: "default --alert-webhook-url; shown only to the admin. http or https; a host that is or resolves to a loopback, link-local or private address is refused (400) unless rtae runs with --alert-allow-private" },
     labels: { type: "object", additionalProperties: { type: "string" }, maxProperties: 32 },
   },
 };

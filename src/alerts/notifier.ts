@@ -1,8 +1,11 @@
 // Webhook delivery: POST JSON with a timeout, retries with bounded exponential backoff, and an
 // Idempotency-Key that stays the same across retries so receivers can drop repeats. Deliveries of
 // one alert run in order (a resolve never overtakes its firing); nothing here blocks evaluation.
+// Each attempt resolves the receiver's name, refuses non-public addresses and connects to the address it
+// checked (webhook-target.ts); redirects are never followed, so they cannot lead anywhere else.
 
 import { logger } from "../log.ts";
+import { resolveTarget, systemLookup, type Lookup } from "./webhook-target.ts";
 
 const log = logger("Alerts");
 
@@ -18,6 +21,10 @@ export interface WebhookOptions {
   /** most deliveries waiting or in flight; beyond it new ones fail at once, default 1000 */
   maxQueued?: number;
   userAgent?: string;
+  /** --alert-allow-private: deliver to loopback, link-local and private addresses too; default false */
+  allowPrivate?: boolean;
+  /** name resolution (tests inject one); default the system resolver */
+  lookup?: Lookup;
 }
 
 export interface Delivery {
@@ -42,12 +49,24 @@ export interface Notifier {
 
 const REMEMBERED_KEYS = 10_000;
 
+/** The host a redirect points to, for the failure reason (its path and query may carry secrets). */
+function redirectHost(location: string | null, base: string): string {
+  if (location === null) return "nowhere";
+  try {
+    return new URL(location, base).host || "an unknown host";
+  } catch {
+    return "an invalid location";
+  }
+}
+
 export function createNotifier(opts: WebhookOptions = {}): Notifier {
   const timeoutMs = opts.timeoutMs ?? 5000;
   const maxAttempts = opts.maxAttempts ?? 5;
   const base = opts.baseDelayMs ?? 500;
   const cap = opts.maxDelayMs ?? 30_000;
   const maxQueued = opts.maxQueued ?? 1000;
+  const allowPrivate = opts.allowPrivate ?? false;
+  const lookup = opts.lookup ?? systemLookup;
   const stopping = new AbortController();
   const chains = new Map<string, Promise<void>>();
   const seen = new Set<string>(); // keys delivered or queued, oldest first
@@ -77,20 +96,33 @@ export function createNotifier(opts: WebhookOptions = {}): Notifier {
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       if (stopping.signal.aborted) return { ok: false, attempts: attempt - 1, reason: "stopped" };
       try {
-        const res = await fetch(d.url, {
+        const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), stopping.signal]);
+        // resolved again for every attempt: the address checked is the address connected to
+        const target = await resolveTarget(d.url, { allowPrivate, lookup, signal });
+        if (!target.ok) {
+          if (!target.retriable) return { ok: false, attempts: attempt, reason: target.reason };
+          throw new Error(target.reason);
+        }
+        const res = await fetch(target.url, {
           method: "POST",
           body,
           redirect: "manual",
           headers: {
+            ...target.headers,
             "content-type": "application/json",
             "idempotency-key": d.key,
             "x-rtae-delivery-attempt": String(attempt),
             "user-agent": opts.userAgent ?? "rtae-alerts",
           },
-          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), stopping.signal]),
+          ...(target.serverName === undefined ? {} : { tls: { serverName: target.serverName } }),
+          signal,
         });
         await res.arrayBuffer().catch(() => undefined);
         if (res.ok) return { ok: true, attempts: attempt, status: res.status };
+        if (res.status >= 300 && res.status < 400) {
+          // never followed: a redirect could point at an address the check above refuses
+          return { ok: false, attempts: attempt, reason: `HTTP ${res.status} redirect not followed (to ${redirectHost(res.headers.get("location"), d.url)})` };
+        }
         reason = `HTTP ${res.status}`;
         // the receiver refused this message itself (or redirects it): repeating it cannot help
         if (res.status < 500 && res.status !== 408 && res.status !== 429) return { ok: false, attempts: attempt, reason };

@@ -96,7 +96,7 @@ export function alertsPlugin(alerting: Alerting, opts: AlertsPluginOptions) {
       guarded(async () => {
         const body = await readJson(request);
         if (!body.ok) return body.res;
-        const rule = alerting.create(body.value);
+        const rule = await alerting.create(body.value);
         const r = alerting.rule(rule.id)!;
         return json(201, ruleView(r.rule, r.source, r.state, true), { location: `/api/alerts/rules/${encodeURIComponent(rule.id)}` });
       }), { parse: "none", detail: ALERT_DOCS.createRule })
@@ -110,7 +110,7 @@ export function alertsPlugin(alerting: Alerting, opts: AlertsPluginOptions) {
       guarded(async () => {
         const body = await readJson(request);
         if (!body.ok) return body.res;
-        alerting.replace(params.id, body.value);
+        await alerting.replace(params.id, body.value);
         const r = alerting.rule(params.id)!;
         return json(200, ruleView(r.rule, r.source, r.state, true));
       }), { parse: "none", detail: ALERT_DOCS.replaceRule })

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { AlertError } from "./errors.ts";
 import { FUNNEL_STEPS, METRICS, isMetric, type FunnelStep } from "./metrics.ts";
+import { literalHostProblem } from "./webhook-target.ts";
 
 /** Window sizes a rule can be evaluated on; windows are aligned to the epoch. */
 export const WINDOWS = { "1m": 60_000, "5m": 300_000, "1h": 3_600_000 } as const;
@@ -58,8 +59,18 @@ const show = (v: unknown): string => {
 };
 const oneOf = (xs: readonly string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(", ")}, …` : xs.join(", "));
 
-/** A webhook URL: http(s), no fragment; problems read after the field name. */
-export function webhookUrlProblem(raw: string): string | null {
+/** How rules are checked beyond their shape. */
+export interface RuleOptions {
+  /** --alert-allow-private: webhooks may target loopback, link-local and private addresses */
+  allowPrivate?: boolean;
+}
+
+/**
+ * A webhook URL: http(s), no fragment, and (unless allowPrivate) a host that is not a loopback, link-local,
+ * private or otherwise non-public address as written; problems read after the field name. Names are resolved
+ * later, at delivery (and by the rules API when a rule is saved).
+ */
+export function webhookUrlProblem(raw: string, opts: RuleOptions = {}): string | null {
   if (raw.length > MAX_URL) return `is longer than ${MAX_URL} characters`;
   let u: URL;
   try {
@@ -69,14 +80,14 @@ export function webhookUrlProblem(raw: string): string | null {
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") return "is not an http:// or https:// URL";
   if (u.hash !== "") return "has a #fragment";
-  return null;
+  return opts.allowPrivate === true ? null : literalHostProblem(u);
 }
 
 /**
  * Validates untrusted input as a rule; throws AlertError("invalid_rule") listing every problem.
  * `where` prefixes messages (e.g. the file and position).
  */
-export function parseRule(input: unknown, where = ""): AlertRule {
+export function parseRule(input: unknown, where = "", opts: RuleOptions = {}): AlertRule {
   const issues: string[] = [];
   const pre = where === "" ? "" : `${where}: `;
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
@@ -135,8 +146,9 @@ export function parseRule(input: unknown, where = ""): AlertRule {
     const extra = typeof wh === "object" && !Array.isArray(wh) ? Object.keys(wh).filter((k) => k !== "url") : [];
     if (typeof url !== "string") bad("webhook", 'must be a URL string or {"url": "..."}');
     else {
-      const p = webhookUrlProblem(url);
-      if (p !== null) bad("webhook.url", p);
+      const p = webhookUrlProblem(url, opts);
+      // the API names no rule in its messages otherwise; this one is worth knowing which rule it was
+      if (p !== null) bad(where === "" && id !== undefined && /^targets /.test(p) ? `webhook.url of rule ${show(id)}` : "webhook.url", p);
       else webhook = { url };
     }
     if (extra.length > 0) bad("webhook", `has unknown field ${show(extra[0])} (only url)`);
@@ -231,7 +243,7 @@ export function ruleDigest(rule: AlertRule): string {
  * Rules from a JSON file: an array of rules or `{"rules": [...]}`. Throws AlertError("rules_file_invalid")
  * naming the file, the rule and the field of every problem.
  */
-export function loadRulesFile(path: string): AlertRule[] {
+export function loadRulesFile(path: string, opts: RuleOptions = {}): AlertRule[] {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -253,7 +265,7 @@ export function loadRulesFile(path: string): AlertRule[] {
   list.forEach((raw, i) => {
     const rid = typeof raw === "object" && raw !== null && typeof (raw as { id?: unknown }).id === "string" ? ` (${show((raw as { id: string }).id)})` : "";
     try {
-      const rule = parseRule(raw, `${path}: rules[${i}]${rid}`);
+      const rule = parseRule(raw, `${path}: rules[${i}]${rid}`, opts);
       if (seen.has(rule.id)) issues.push(`${path}: rules[${i}]${rid}: id is used by an earlier rule`);
       seen.add(rule.id);
       rules.push(rule);

@@ -38,7 +38,7 @@ const TRANSIENT = new Set<number>([
 export function toStoreError(err: unknown, what: string): CassandraStoreError {
   if (err instanceof CassandraStoreError) return err;
   const e = err as { name?: string; message?: string; code?: number };
-  const msg = `${what}: ${e?.message ?? String(err)}`;
+  const msg = `${what}: ${driverMessage(err)}`;
   if (err instanceof cassandra.errors.NoHostAvailableError || err instanceof cassandra.errors.OperationTimedOutError || err instanceof cassandra.errors.BusyConnectionError)
     return new CassandraStoreError("store_unavailable", msg, err);
   if (err instanceof cassandra.errors.ResponseError) {
@@ -49,6 +49,21 @@ export function toStoreError(err: unknown, what: string): CassandraStoreError {
   }
   // socket errors, DriverError ("connection closed") and our own deadline: the network, not the statement
   return new CassandraStoreError("store_unavailable", msg, err);
+}
+
+/**
+ * One line for what the driver threw. NoHostAvailableError formats its first inner error into its message with
+ * util.format, which prints that error's whole stack; its inner errors' own messages say the same in one line each.
+ */
+function driverMessage(err: unknown): string {
+  if (err instanceof cassandra.errors.NoHostAvailableError) {
+    const inner = Object.entries((err.innerErrors ?? {}) as Record<string, unknown>).map(
+      ([host, e]) => `${host}: ${e instanceof Error ? e.message : String(e)}`.split("\n", 1)[0],
+    );
+    const head = (err.message ?? "").split(/[.\n]/, 1)[0] || "no host available";
+    return inner.length === 0 ? head : `${head}: ${inner.join("; ")}`;
+  }
+  return (err as { message?: string })?.message ?? String(err);
 }
 
 /** Rejects with `store_unavailable` when `p` has not settled after `ms` (the driver's own timeouts are per host). */

@@ -1,12 +1,14 @@
 // Alerting end to end on a real engine (workers, sqlite) with REAL local webhook receivers: a crafted event
 // stream closes 1-minute windows as the watermark moves; a threshold rule fires exactly once and resolves
 // exactly once; a receiver failing twice still gets the message once; the rules API with its auth; the
-// Alerts view; and `rtae serve --alert-rules` refusing a broken file and serving a good one.
+// Alerts view; and `rtae serve --alert-rules` refusing a broken file and serving a good one. Without
+// --alert-allow-private, webhooks to loopback, link-local and private addresses are refused when a rule is
+// saved and again at delivery, after resolution (a name rebound to 127.0.0.1 never reaches the receiver).
 
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadAlertRules, startAlerting } from "../../src/alerts/index.ts";
+import { alertsPlugin, createAlerting, loadAlertRules, startAlerting, type Alerting, type Lookup, type WindowSample } from "../../src/alerts/index.ts";
 import { createApp } from "../../src/server/index.ts";
 import { dashboardPlugin } from "../../src/views/index.ts";
 import { startTestEngine, tempDir } from "../helpers.ts";
@@ -105,7 +107,8 @@ const statuses = (r: ReturnType<typeof startReceiver>, rule: string) =>
 beforeAll(async () => {
   t = await startTestEngine(
     ["--partitions", "1", "--workers", "1", "--out-of-orderness", "0s", "--admin-token", ADMIN, "--read-tokens", READ,
-      "--alert-rules", rulesFile, "--alert-webhook-url", receiver.url],
+      // the receivers listen on 127.0.0.1, which webhooks may only target with --alert-allow-private
+      "--alert-rules", rulesFile, "--alert-webhook-url", receiver.url, "--alert-allow-private"],
     join(dir, "data"),
   );
   alerts = startAlerting(t.engine, loadAlertRules(t.engine.config), { pollMs: 50, webhook: { baseDelayMs: 20, timeoutMs: 2000 } });
@@ -279,7 +282,7 @@ describe("rtae serve --alert-rules", () => {
   }, 60_000);
 
   it("serves the file's rules and stops cleanly", async () => {
-    const p = spawnRtae(["--alert-rules", rulesFile, "--partitions", "1", "--workers", "1"]);
+    const p = spawnRtae(["--alert-rules", rulesFile, "--alert-allow-private", "--partitions", "1", "--workers", "1"]);
     try {
       await p.ready(60_000);
       const res = await fetch(`${p.url}/api/alerts/rules`);
@@ -290,4 +293,160 @@ describe("rtae serve --alert-rules", () => {
       p.removeDataDir();
     }
   }, 90_000);
+});
+
+describe("webhook targets without --alert-allow-private (SSRF guard)", () => {
+  // standalone alerting services over a crafted source (10 events in every window) and an injected resolver,
+  // so a name can resolve to a public address when the rule is saved and to 127.0.0.1 when it fires
+  const names: Record<string, string[]> = {};
+  const looked: string[] = [];
+  const lookup: Lookup = async (host) => {
+    looked.push(host);
+    const list = names[host];
+    if (list === undefined) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
+    return list.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
+  };
+  const ten: WindowSample = {
+    summary: { events: { total: 10, page_view: 10 }, revenue: 0, orders: 0, units: 0, aov: 0, uniqueUsers: 0, uniqueSessions: 0, late: { merged: 0, dropped: 0 }, duplicates: 0 },
+    funnel: null,
+  };
+  const T0 = Math.floor(Date.now() / MIN) * MIN - 60 * MIN;
+  const services: Array<{ alerting: Alerting; dir: string }> = [];
+  function service(allowPrivate: boolean) {
+    let wm = -Infinity;
+    const sdir = tempDir("rtae-alerts-guard-");
+    const alerting = createAlerting({
+      dataDir: sdir, fileRules: [], defaultWebhookUrl: null, source: { read: async () => ten }, watermark: () => wm, pollMs: 0,
+      allowPrivateWebhooks: allowPrivate, webhook: { lookup, baseDelayMs: 10, maxAttempts: 3, timeoutMs: 2000 },
+    });
+    services.push({ alerting, dir: sdir });
+    const plugin = alertsPlugin(alerting, { config: { ingestKeys: [], readTokens: [], adminToken: ADMIN, currency: "USD" } });
+    const send = async (method: string, path: string, body: unknown) => {
+      const r = await plugin.handle(new Request(`http://rtae.test${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify(body) }));
+      return { status: r.status, body: (await r.json()) as any };
+    };
+    return {
+      alerting,
+      create: (rule: unknown) => send("POST", "/api/alerts/rules", rule),
+      replace: (id: string, rule: unknown) => send("PUT", `/api/alerts/rules/${id}`, rule),
+      /** the rule sees the stream, then window [T0, T0 + 1m) closes: a threshold rule above 5 fires */
+      async fire() {
+        wm = T0 + 30_000;
+        await alerting.tick();
+        wm = T0 + MIN + 30_000;
+        await alerting.tick();
+        await alerting.idle();
+      },
+    };
+  }
+  afterAll(async () => {
+    for (const s of services) {
+      await s.alerting.stop();
+      rmSync(s.dir, { recursive: true, force: true });
+    }
+  });
+  const rule = (id: string, webhook: string) => ({ id, kind: "threshold", metric: "events.total", op: ">", value: 5, window: "1m", webhook });
+
+  it("refuses every non-public address class with a 400 naming the rule and the reason, on create and update", async () => {
+    const guard = service(false);
+    names["rebound.example.com"] = ["127.0.0.1"];
+    const cases: Array<[string, string]> = [
+      ["http://127.0.0.1:9/hook", "127.0.0.1, a loopback address"],
+      ["http://[::1]:9/hook", "::1, a loopback address"],
+      ["http://169.254.169.254/latest/meta-data/", "169.254.169.254, a link-local address (cloud instance metadata)"],
+      ["http://[fe80::1]/hook", "fe80::1, a link-local address"],
+      ["http://10.1.2.3/hook", "10.1.2.3, a private network address"],
+      ["http://172.20.0.1/hook", "172.20.0.1, a private network address"],
+      ["http://192.168.0.10/hook", "192.168.0.10, a private network address"],
+      ["http://[fd12:3456::1]/hook", "fd12:3456::1, a private network address"],
+      ["http://0.0.0.0:9/hook", "0.0.0.0, an unspecified address"],
+      ["http://[::]:9/hook", "::, an unspecified address"],
+      ["http://[::ffff:127.0.0.1]/hook", "::ffff:7f00:1 (IPv4 127.0.0.1), a loopback address"],
+      ["http://2130706433/hook", "127.0.0.1, a loopback address"],
+      ["http://0x7f.1/hook", "127.0.0.1, a loopback address"],
+      ["http://0177.0.0.1/hook", "127.0.0.1, a loopback address"],
+      ["http://localhost:9/hook", "localhost, the local host"],
+      ["https://hooks.localhost/hook", "hooks.localhost, the local host"],
+      ["https://rebound.example.com/hook", "rebound.example.com resolves to 127.0.0.1, a loopback address"],
+    ];
+    for (const [i, [url, reason]] of cases.entries()) {
+      const r = await guard.create(rule(`r${i}`, url));
+      expect([url, r.status, r.body.error?.code]).toEqual([url, 400, "invalid_rule"]);
+      expect(r.body.error.message).toStartWith(`webhook.url of rule "r${i}"`);
+      expect(r.body.error.message).toContain(reason);
+      expect(r.body.error.message).toContain("--alert-allow-private");
+    }
+    expect((await guard.create(rule("scheme", "ftp://hooks.example.com/x"))).body.error.message).toBe("webhook.url is not an http:// or https:// URL");
+    expect(guard.alerting.rules()).toEqual([]);
+    // a public receiver is fine, and cannot be moved to a private one by an update
+    names["hooks.example.com"] = ["93.184.215.14"];
+    expect((await guard.create(rule("public", "https://hooks.example.com/rtae"))).status).toBe(201);
+    const moved = await guard.replace("public", rule("public", "http://169.254.169.254/"));
+    expect(moved.status).toBe(400);
+    expect(moved.body.error.message).toContain("169.254.169.254, a link-local address");
+    expect(guard.alerting.rule("public")!.rule.webhook).toEqual({ url: "https://hooks.example.com/rtae" });
+  });
+
+  it("delivers nothing to a name that resolves to 127.0.0.1 at delivery time (DNS rebinding)", async () => {
+    const target = startReceiver();
+    try {
+      const port = new URL(target.url).port;
+      // control: allowed, the same receiver gets the firing through the real resolver's localhost
+      const open = service(true);
+      expect((await open.create(rule("open", `http://localhost:${port}/hook`))).status).toBe(201);
+      await open.fire();
+      expect(target.attempts.map((a) => `${a.body.rule.id}:${a.body.status}`)).toEqual(["open:firing"]);
+
+      const guard = service(false);
+      names["flip.example.com"] = ["93.184.215.14"]; // public when the rule is saved
+      expect((await guard.create(rule("flip", `http://flip.example.com:${port}/hook`))).status).toBe(201);
+      names["flip.example.com"] = ["127.0.0.1"]; // rebound before it fires
+      looked.length = 0;
+      await guard.fire();
+      expect(looked).toEqual(["flip.example.com"]); // resolved at delivery, refused, not retried
+      expect(target.attempts.length).toBe(1); // only the control's
+      const h = guard.alerting.history(10);
+      expect(h.map((e) => `${e.ruleId}:${e.status}:${e.delivery}`)).toEqual(["flip:firing:failed"]);
+    } finally {
+      target.stop();
+    }
+  });
+
+  it("never follows a redirect, even where private targets are allowed", async () => {
+    let hits = 0;
+    const redirecting = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: () => {
+        hits++;
+        return new Response(null, { status: 307, headers: { location: "http://169.254.169.254/latest/meta-data/" } });
+      },
+    });
+    try {
+      const open = service(true);
+      expect((await open.create(rule("redirected", `http://127.0.0.1:${redirecting.port}/hook`))).status).toBe(201);
+      await open.fire();
+      expect(hits).toBe(1); // one attempt: a redirect is a final answer, not followed and not retried
+      expect(open.alerting.history(10).map((e) => `${e.ruleId}:${e.delivery}`)).toEqual(["redirected:failed"]);
+    } finally {
+      redirecting.stop(true);
+    }
+  });
+
+  it("makes rtae serve refuse --alert-webhook-url and rules files that target private addresses", async () => {
+    const d = tempDir("rtae-alerts-guard-");
+    try {
+      const hook = await runRtae(["serve", "--data-dir", join(d, "data"), "--alert-webhook-url", "http://169.254.169.254/hook?token=sekrit"]);
+      expect(hook.code).toBe(2);
+      expect(hook.output).toContain("rtae: --alert-webhook-url (RTAE_ALERT_WEBHOOK_URL): targets 169.254.169.254, a link-local address (cloud instance metadata);");
+      expect(hook.output).not.toContain("sekrit");
+      const file = join(d, "rules.json");
+      writeFileSync(file, JSON.stringify([rule("local", "http://[::ffff:127.0.0.1]:9/hook")]));
+      const rules = await runRtae(["serve", "--data-dir", join(d, "data"), "--alert-rules", file]);
+      expect(rules.code).toBe(2);
+      expect(rules.output).toContain(`rtae: --alert-rules (RTAE_ALERT_RULES): ${file}: rules[0] ("local"): webhook.url targets ::ffff:7f00:1 (IPv4 127.0.0.1), a loopback address;`);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
