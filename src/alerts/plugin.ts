@@ -6,7 +6,7 @@ import { Elysia } from "elysia";
 import { h } from "preact";
 import { renderToString } from "preact-render-to-string";
 import type { Config } from "../config.ts";
-import { clearedOf } from "../server/index.ts";
+import { clearedOf, readRequestBody } from "../server/index.ts";
 import { AlertsBody, AlertsOob, AlertsPage, AlertsSection, type AlertsModel, type Freshness } from "../views/index.ts";
 import type { Alerting } from "./alerting.ts";
 import { ALERT_DOCS } from "./docs.ts";
@@ -35,15 +35,9 @@ async function readJson(request: Request): Promise<{ ok: true; value: unknown } 
   const type = request.headers.get("content-type");
   if (type !== null && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(type.trim()))
     return { ok: false, res: fail(415, "unsupported_media_type", `send the rule as application/json, not ${JSON.stringify(type.slice(0, 60))}`) };
-  const limit = `the body may be at most ${MAX_RULE_BYTES} bytes`;
-  if (Number(request.headers.get("content-length") ?? "0") > MAX_RULE_BYTES) return { ok: false, res: fail(413, "body_too_large", limit) };
-  let bytes: ArrayBuffer;
-  try {
-    bytes = await request.arrayBuffer();
-  } catch {
-    return { ok: false, res: fail(400, "malformed_request", "the body could not be read") };
-  }
-  if (bytes.byteLength > MAX_RULE_BYTES) return { ok: false, res: fail(413, "body_too_large", limit) };
+  const body = await readRequestBody(request, { maxBytes: MAX_RULE_BYTES, timeoutMs: 10_000 });
+  if (!body.ok) return { ok: false, res: fail(body.status, body.code, body.message, body.headers) };
+  const bytes = body.bytes;
   if (bytes.byteLength === 0) return { ok: false, res: fail(400, "invalid_rule", "the body is empty; send the rule as a JSON object") };
   try {
     return { ok: true, value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) };

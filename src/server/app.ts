@@ -9,7 +9,8 @@ import type { Engine } from "../engine.ts";
 import { HOUR, MIN, SEC, TIMESERIES_METRICS, TOP_BY, TYPES, type Res } from "../window/index.ts";
 import { createAuth, type Auth } from "./auth.ts";
 import { HttpError, errorBody } from "./errors.ts";
-import { createFront, type HttpApp } from "./front.ts";
+import { createBodyBudget } from "./body.ts";
+import { createFront, readRequestBody, type HttpApp } from "./front.ts";
 import { guardPlugin, type GuardOptions } from "./guard.ts";
 import { loginRoutes } from "./login.ts";
 import { ROUTE_DOCS, openapiPlugin } from "./openapi.ts";
@@ -18,6 +19,8 @@ import { createRateLimiter } from "./rate-limit.ts";
 import { createRouteTable, undeclaredRoutes } from "./routes.ts";
 
 const STEPS: Record<string, Res> = { "1s": SEC, "1m": MIN, "1h": HOUR };
+/** time a client has to send a whole event body; a trickle must not hold its reservation of the in-flight budget */
+const BODY_TIMEOUT_MS = 60_000;
 const MAX_POINTS = 10_000;
 
 const json = (status: number, body: string, extra?: Record<string, string>) =>
@@ -31,7 +34,7 @@ export interface AppOptions {
   rateLimit?: { rate: number; burst: number; maxBuckets?: number } | false;
   /** Token bucket per client IP on POST /login; false turns it off. */
   loginRateLimit?: { rate: number; burst: number; maxBuckets?: number } | false;
-  /** Take the client IP from the first X-Forwarded-For entry (only behind a proxy that sets it). */
+  /** Take the client IP from the first X-Forwarded-For entry (only behind a proxy that sets it); default `--trust-proxy`. */
   trustProxy?: boolean;
   /** Client IP of a request, e.g. `(r) => server.requestIP(r)?.address` when serving with `app.handle`. */
   clientIp?: (request: Request) => string | null | undefined;
@@ -64,7 +67,7 @@ export function createApp(engine: Engine, extras: AppOptions = {}): HttpApp {
   const table = createRouteTable();
 
   const app = new Elysia()
-    .use(guardPlugin({ auth, table, limiters, trustProxy: extras.trustProxy, clientIp: extras.clientIp, onHandled: extras.onHandled }))
+    .use(guardPlugin({ auth, table, limiters, trustProxy: extras.trustProxy ?? cfg.trustProxy, clientIp: extras.clientIp, onHandled: extras.onHandled }))
     .onError(({ error, code }) => {
       if (error instanceof HttpError) return json(error.status, errorBody(error.code, error.message));
       if (code === "NOT_FOUND") return json(404, errorBody("not_found", "no such endpoint"));
@@ -77,17 +80,9 @@ export function createApp(engine: Engine, extras: AppOptions = {}): HttpApp {
     .post(
       "/api/events",
       async ({ request }) => {
-        const len = Number(request.headers.get("content-length") ?? "0");
-        if (len > cfg.maxBodyBytes)
-          return json(413, errorBody("body_too_large", `the body is ${len} bytes; the limit is ${cfg.maxBodyBytes}`));
-        let bytes: Uint8Array;
-        try {
-          bytes = new Uint8Array(await request.arrayBuffer());
-        } catch {
-          return json(413, errorBody("body_too_large", `the body exceeds the limit of ${cfg.maxBodyBytes} bytes`));
-        }
-        if (bytes.length > cfg.maxBodyBytes)
-          return json(413, errorBody("body_too_large", `the body exceeds the limit of ${cfg.maxBodyBytes} bytes`));
+        const body = await readRequestBody(request, { maxBytes: cfg.maxBodyBytes, timeoutMs: BODY_TIMEOUT_MS });
+        if (!body.ok) return json(body.status, errorBody(body.code, body.message), body.headers);
+        const bytes = body.bytes;
         const r = await engine.door.ingest(bytes, request.headers.get("content-type"));
         return json(r.status, JSON.stringify(r.body));
       },
@@ -154,5 +149,6 @@ export function createApp(engine: Engine, extras: AppOptions = {}): HttpApp {
   for (const p of extras.plugins ?? []) app.use(p);
   const { undeclared } = undeclaredRoutes(table, app.routes);
   if (undeclared.length > 0) throw new Error(`routes missing from the route table (src/server/routes.ts): ${undeclared.join(", ")}`);
-  return createFront(app, { maxRequestBodySize: cfg.maxBodyBytes + 1 });
+  // Bun's own 413 comes without the JSON error and headers: its cap only backs up readBody's, which answers first
+  return createFront(app, { maxRequestBodySize: Math.max(4 * cfg.maxBodyBytes, cfg.maxInflightBodyBytes) + 1, budget: createBodyBudget(cfg.maxInflightBodyBytes) });
 }

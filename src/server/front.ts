@@ -6,6 +6,7 @@
 
 import type { AnyElysia } from "elysia";
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+import { readBody, type BodyBudgetControl, type BodyResult, type ReadBodyOptions } from "./body.ts";
 import { canonicalTarget } from "./request-target.ts";
 import { METHODS } from "./routes.ts";
 import { jsonError } from "./security.ts";
@@ -21,6 +22,8 @@ export interface FrontInfo {
   /** canonical path and query */
   path: string;
   search: string;
+  /** the bytes every body being received may hold together */
+  budget: BodyBudgetControl;
 }
 
 const infos = new WeakMap<Request, FrontInfo>();
@@ -56,10 +59,18 @@ export function upgradeWebSocket(request: Request, data: SocketData): boolean {
 
 export type Socket = ServerWebSocket<SocketData>;
 
+/**
+ * Reads the body of a request Elysia is handling through readBody, charged to the front's in-flight
+ * budget (a request that did not come through the front is bounded by `maxBytes` alone).
+ */
+export function readRequestBody(request: Request, opts: Omit<ReadBodyOptions, "budget">): Promise<BodyResult> {
+  return readBody(request, { ...opts, budget: infos.get(request)?.budget });
+}
+
 export interface ListenOptions {
   port: number;
   hostname: string;
-  /** Bun's own cap on request bodies, a backstop behind the routes' limits (default the app's). */
+  /** Bun's own cap on request bodies, a backstop far behind the routes' limits, which answer first (default the app's). */
   maxRequestBodySize?: number;
   /** seconds; streams lift it per request */
   idleTimeout?: number;
@@ -81,14 +92,14 @@ export interface HttpApp {
 }
 
 /** Wraps an Elysia app, its guard installed, in the front. */
-export function createFront(elysia: AnyElysia, defaults: { maxRequestBodySize: number }): HttpApp {
+export function createFront(elysia: AnyElysia, defaults: { maxRequestBodySize: number; budget: BodyBudgetControl }): HttpApp {
   async function handle(request: Request, server: Server<unknown> | null = null): Promise<Response> {
     // Bun forwards any method it knows; the fetch Request constructor refuses CONNECT and TRACE
     if (!implemented.has(request.method)) return jsonError(501, "not_implemented", `method ${request.method} is not implemented; rtae serves ${METHODS.join(", ")}`);
     const t = canonicalTarget(request.url);
     if (!t.ok) return jsonError(400, t.code, t.message);
     const inner = new Request(INNER_ORIGIN + t.path + t.search, request);
-    infos.set(inner, { original: request, server, path: t.path, search: t.search });
+    infos.set(inner, { original: request, server, path: t.path, search: t.search, budget: defaults.budget });
     return elysia.handle(inner);
   }
   return {

@@ -3,6 +3,10 @@
 
 import { Elysia } from "elysia";
 import { SESSION_COOKIE, cookieValue, type Auth } from "./auth.ts";
+import type { BodyResult } from "./body.ts";
+import { readRequestBody } from "./front.ts";
+
+type BodyFailure = Extract<BodyResult, { ok: false }>;
 
 const MAX_FORM_BYTES = 8192;
 
@@ -46,21 +50,25 @@ ${message === null ? "" : `<p class="err" role="alert">${escapeHtml(message)}</p
 const html = (status: number, body: string, extra: Record<string, string> = {}): Response =>
   new Response(body, { status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", ...extra } });
 
-async function readForm(request: Request): Promise<URLSearchParams | null> {
-  const len = Number(request.headers.get("content-length") ?? "0");
-  if (len > MAX_FORM_BYTES) return null;
-  const buf = await request.arrayBuffer();
-  if (buf.byteLength > MAX_FORM_BYTES) return null;
-  const text = new TextDecoder().decode(buf);
+/** The posted form (urlencoded, or JSON `{token}`), or the body reader's refusal. */
+async function readForm(request: Request): Promise<URLSearchParams | BodyFailure> {
+  const body = await readRequestBody(request, { maxBytes: MAX_FORM_BYTES, timeoutMs: 10_000 });
+  if (!body.ok) return body;
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(body.bytes);
+  } catch {
+    return new URLSearchParams();
+  }
   const type = (request.headers.get("content-type") ?? "").toLowerCase();
   if (type.startsWith("application/json")) {
     try {
       const o = JSON.parse(text) as unknown;
-      if (o === null || typeof o !== "object") return null;
+      if (o === null || typeof o !== "object") return new URLSearchParams();
       const token = (o as Record<string, unknown>).token;
       return new URLSearchParams(typeof token === "string" ? { token } : {});
     } catch {
-      return null;
+      return new URLSearchParams();
     }
   }
   return new URLSearchParams(text);
@@ -85,8 +93,13 @@ export function loginRoutes(auth: Auth) {
       "/login",
       async ({ request }) => {
         const form = await readForm(request);
-        const next = safeNext(form?.get("next"));
-        const token = form?.get("token") ?? "";
+        if (!(form instanceof URLSearchParams))
+          return new Response(JSON.stringify({ error: { code: form.code, message: form.message } }), {
+            status: form.status,
+            headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...form.headers },
+          });
+        const next = safeNext(form.get("next"));
+        const token = form.get("token") ?? "";
         if (token === "") return html(400, loginPage(next, "Enter a token."));
         const p = auth.identify(token);
         if (p === null) return html(401, loginPage(next, "That token is not valid."));
