@@ -27,6 +27,12 @@ function newAggregator(partitions: number): Aggregator {
 function xlateFor(agg: Aggregator, strings: readonly string[]): Int32Array {
   const x = new Int32Array(Math.max(1024, strings.length)).fill(-1);
   for (let i = 0; i < strings.length; i++) x[i] = agg.dict.intern(strings[i]);
+  // the translations stand for the workers' and must keep their ids, as the pool's do
+  agg.dict.addHolder({
+    mark(visit) {
+      for (let i = 0; i < x.length; i++) if (x[i] >= 0) visit(x[i]);
+    },
+  });
   return x;
 }
 

@@ -685,6 +685,33 @@ async function assemble(config: Config, options: EngineOptions, lock: DataDirLoc
     return summaryOf(await merged(from, to, ["core", "users", "sessions"]), from, to, agg.watermark.value);
   }
 
+  /** Answers that turn dictionary ids into strings after awaiting: none of their ids is freed until they are done. */
+  async function pinned<T>(fn: () => Promise<T>): Promise<T> {
+    const unpin = agg.dict.pin();
+    try {
+      return await fn();
+    } finally {
+      unpin();
+    }
+  }
+
+  async function inventoryNow(lowStock: number | null, limit: number, from: number, to: number) {
+    const pane = await merged(from, to, ["products"]);
+    if (!brokers || !store.inventory) return inventoryOf(agg, pane, lowStock, limit);
+    // other instances' partitions: their last checkpoint (at most a checkpoint interval old)
+    const mine = new Set(agg.owned());
+    const foreign: number[] = [];
+    for (let p = 0; p < config.partitions; p++) if (!mine.has(p)) foreign.push(p);
+    const latest = new Map<number, InventoryEntry>();
+    for (const e of agg.inventory()) latest.set(e.product, e);
+    for (const r of foreign.length > 0 ? await store.inventory(foreign) : []) {
+      const product = agg.dict.intern(r.productId);
+      const cur = latest.get(product);
+      if (!cur || r.time > cur.time) latest.set(product, { product, partition: r.partition, stock: r.stock, time: r.time });
+    }
+    return inventoryOf(agg, pane, lowStock, limit, latest.values());
+  }
+
   let stopped = false;
   const engine: Engine = {
     config,
@@ -719,8 +746,8 @@ async function assemble(config: Config, options: EngineOptions, lock: DataDirLoc
       }
       return out;
     },
-    async top(by, limit, from, to) {
-      return topProducts(await merged(from, to, ["products"]), agg.dict, by, limit);
+    top(by, limit, from, to) {
+      return pinned(async () => topProducts(await merged(from, to, ["products"]), agg.dict, by, limit));
     },
     async funnel(from, to) {
       return funnelOf(await merged(from, to, ["funnel"]));
@@ -728,24 +755,11 @@ async function assemble(config: Config, options: EngineOptions, lock: DataDirLoc
     async performance(from, to) {
       return performanceOf(await merged(from, to, ["load"]));
     },
-    async campaigns(from, to) {
-      return campaignsOfPane(await merged(from, to, ["campaigns"]), agg.dict);
+    campaigns(from, to) {
+      return pinned(async () => campaignsOfPane(await merged(from, to, ["campaigns"]), agg.dict));
     },
-    async inventory(lowStock, limit, from, to) {
-      const pane = await merged(from, to, ["products"]);
-      if (!brokers || !store.inventory) return inventoryOf(agg, pane, lowStock, limit);
-      // other instances' partitions: their last checkpoint (at most a checkpoint interval old)
-      const mine = new Set(agg.owned());
-      const foreign: number[] = [];
-      for (let p = 0; p < config.partitions; p++) if (!mine.has(p)) foreign.push(p);
-      const latest = new Map<number, InventoryEntry>();
-      for (const e of agg.inventory()) latest.set(e.product, e);
-      for (const r of foreign.length > 0 ? await store.inventory(foreign) : []) {
-        const product = agg.dict.intern(r.productId);
-        const cur = latest.get(product);
-        if (!cur || r.time > cur.time) latest.set(product, { product, partition: r.partition, stock: r.stock, time: r.time });
-      }
-      return inventoryOf(agg, pane, lowStock, limit, latest.values());
+    inventory(lowStock, limit, from, to) {
+      return pinned(() => inventoryNow(lowStock, limit, from, to));
     },
     checkpoint,
     async caughtUp(timeoutMs = 10_000) {
@@ -766,6 +780,9 @@ async function assemble(config: Config, options: EngineOptions, lock: DataDirLoc
         ...agg.stats(),
         readCache: reader.stats(),
         ...pool.stats(),
+        // interned strings held by the aggregator's dictionary (the workers' own: workerDictionaryIds)
+        dictionaryIds: agg.dict.size,
+        dictionary: agg.dict.stats(),
         watermark: agg.watermark.value,
         checkpoints,
         lastCheckpointMs,

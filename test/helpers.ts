@@ -4,16 +4,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseCli } from "../src/config.ts";
-import { startEngine, type Engine } from "../src/engine.ts";
+import { startEngine, type Engine, type EngineOptions } from "../src/engine.ts";
 import { createApp } from "../src/server/app.ts";
 
 export function tempDir(prefix = "rtae-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startTestEngine(args: string[] = [], dir = tempDir()) {
+/** `options`: engine options such as an injected processing-time clock */
+export async function startTestEngine(args: string[] = [], dir = tempDir(), options: EngineOptions = {}) {
   const { config } = parseCli(["serve", "--data-dir", dir, "--partitions", "4", "--workers", "2", "--log-level", "warn", ...args], {});
-  const engine: Engine = await startEngine(config);
+  const engine: Engine = await startEngine(config, options);
   const app = createApp(engine);
   return {
     engine,

@@ -1,5 +1,7 @@
 // Main-thread side of the ingest workers: a fixed pool (never spawned per task), one ring and one
-// dictionary ring per worker, and the drain loop that feeds the window aggregator in place.
+// dictionary ring per worker, and the drain loop that feeds the window aggregator in place. Each worker's
+// string ids translate to the aggregator's dictionary; translations nothing else needs are released with
+// the worker in three steps, so no record is ever applied with an id that meant another string.
 
 import { createDeduper } from "./dedupe.ts";
 import { createRingBuffer, ringConsumer, type RingConsumer } from "./ring-buffer.ts";
@@ -47,7 +49,8 @@ export interface WorkerPool {
   neededFrom(partition: number): number;
   /** Kafka mode: where a new owner's dedupe re-scan of the partition must start */
   dedupeFrom(partition: number): number | undefined;
-  stats(): { processed: number; duplicates: number; invalid: number; ringUsed: number[] };
+  /** `workerDictionaryIds`: string ids the workers hold (translations into the aggregator's dictionary) */
+  stats(): { processed: number; duplicates: number; invalid: number; ringUsed: number[]; workerDictionaryIds: number };
   stop(): Promise<void>;
 }
 
@@ -55,7 +58,14 @@ interface Slot {
   worker: Worker;
   ring: RingConsumer;
   dict: RingConsumer;
+  /** worker string id -> aggregator dictionary id, -1 = none */
   xlate: Int32Array;
+  /** 1 while a release of that id is under way (asked to forget, not yet reusable) */
+  forgetting: Uint8Array;
+  /** ids with a translation */
+  held: number;
+  /** ids the worker has forgotten ("forgot"): dropped after the next drain of its ring */
+  forgotten: number[][];
   progress: { processed: number; duplicates: number; invalid: number };
 }
 
@@ -91,6 +101,9 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
       ring: ringConsumer(ringSab),
       dict: ringConsumer(dictSab),
       xlate: new Int32Array(1024).fill(-1),
+      forgetting: new Uint8Array(1024),
+      held: 0,
+      forgotten: [],
       progress: { processed: 0, duplicates: 0, invalid: 0 },
     };
     slots.push(slot);
@@ -117,6 +130,10 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
           break;
         case "warn":
           kafka?.onWarn?.(m.message);
+          break;
+        case "forgot":
+          // every record using these ids is published already; the next drain applies them, then drops the ids
+          slot.forgotten.push(m.ids);
           break;
         case "assigned":
           void assigned(w, m.requestId, m.partitions);
@@ -189,10 +206,15 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
       const len = d.i32[base + 1];
       const str = decoder.decode(bytes.subarray((base + 2) * 4, (base + 2) * 4 + len));
       if (id >= s.xlate.length) {
-        const grown = new Int32Array(Math.max(id + 1, s.xlate.length * 2)).fill(-1);
+        const n = Math.max(id + 1, s.xlate.length * 2);
+        const grown = new Int32Array(n).fill(-1);
         grown.set(s.xlate);
         s.xlate = grown;
+        const flags = new Uint8Array(n);
+        flags.set(s.forgetting);
+        s.forgetting = flags;
       }
+      if (s.xlate[id] < 0) s.held++;
       s.xlate[id] = agg.dict.intern(str);
     }
     d.release(count);
@@ -201,19 +223,65 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | null = null;
 
+  /** Step 3 of a release: the records that used these ids are applied; drop them and let the worker reuse them. */
+  function dropForgotten(s: Slot, lists: number[][]): void {
+    const all: number[] = [];
+    for (const ids of lists)
+      for (const id of ids) {
+        if (s.forgetting[id] === 0) continue;
+        s.forgetting[id] = 0;
+        s.xlate[id] = -1;
+        s.held--;
+        all.push(id);
+      }
+    if (!stopped && all.length > 0) s.worker.postMessage({ type: "reusable", ids: all } satisfies ToWorker);
+  }
+
+  // The workers' translations keep aggregator ids alive; on a sweep, those nothing else needs are released:
+  // "forget" to the worker, its "forgot" once it published every record using them, the drain that applies
+  // those records, then "reusable". Until then the translation stays, and keeps its id marked.
+  agg.dict.addHolder({
+    prune(needed) {
+      if (stopped) return;
+      for (const s of slots) {
+        const ids: number[] = [];
+        const x = s.xlate;
+        const f = s.forgetting;
+        for (let id = 0; id < x.length; id++) {
+          const g = x[id];
+          if (g >= 0 && f[id] === 0 && !needed(g)) {
+            f[id] = 1;
+            ids.push(id);
+          }
+        }
+        if (ids.length > 0) s.worker.postMessage({ type: "forget", ids } satisfies ToWorker);
+      }
+    },
+    mark(visit) {
+      for (const s of slots) {
+        const x = s.xlate;
+        for (let id = 0; id < x.length; id++) if (x[id] >= 0) visit(x[id]);
+      }
+    },
+  });
+
   /** drain every ring once; records are read in place and released in one store */
   function drain(): number {
     let total = 0;
     for (const s of slots) {
       const r = s.ring;
+      // ids the worker forgot before this drain: every record using them is published, so counted below
+      const forgotten = s.forgotten.length > 0 ? s.forgotten.splice(0) : null;
       // read the record count before the dictionary so every string a record uses is known
       const count = r.available(r.capacity);
       drainDict(s);
-      if (count === 0) continue;
-      const { i32, f64 } = r;
-      for (let k = 0; k < count; k++) agg.apply(i32, f64, r.slot(k), s.xlate);
-      r.release(count);
-      total += count;
+      if (count > 0) {
+        const { i32, f64 } = r;
+        for (let k = 0; k < count; k++) agg.apply(i32, f64, r.slot(k), s.xlate);
+        r.release(count);
+        total += count;
+      }
+      if (forgotten) dropForgotten(s, forgotten);
     }
     agg.advance();
     if (total > 0) opts.onApplied?.(total);
@@ -257,11 +325,12 @@ export async function startWorkerPool(opts: WorkerPoolOptions): Promise<WorkerPo
       return needed.get(p);
     },
     stats() {
-      const acc = { processed: 0, duplicates: 0, invalid: 0 };
+      const acc = { processed: 0, duplicates: 0, invalid: 0, workerDictionaryIds: 0 };
       for (const s of slots) {
         acc.processed += s.progress.processed;
         acc.duplicates += s.progress.duplicates;
         acc.invalid += s.progress.invalid;
+        acc.workerDictionaryIds += s.held;
       }
       return { ...acc, ringUsed: slots.map((s) => (s.ring.available(s.ring.capacity))) };
     },

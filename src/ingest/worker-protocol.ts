@@ -1,5 +1,5 @@
 // Messages between the main thread and the ingest workers. Data moves through SharedArrayBuffer
-// rings; these messages only set up, wake, report dead letters and stop.
+// rings; these messages only set up, wake, report dead letters, release string ids and stop.
 
 export interface WorkerInit {
   type: "init";
@@ -39,7 +39,15 @@ export type ToWorker =
   /** offsets made durable by the last checkpoint: dedupe chunks below them may be pruned */
   | { type: "committed"; offsets: Array<[number, number]> }
   /** answer to an "assigned" request (Kafka mode); `error` set when the state could not be loaded (the worker asks again) */
-  | { type: "starts"; requestId: number; starts: PartitionStart[]; error?: string };
+  | { type: "starts"; requestId: number; starts: PartitionStart[]; error?: string }
+  /**
+   * Release of string ids, step 1: nothing but the worker's translation needs these ids any more. The worker
+   * forgets their strings (a string seen again gets a new id and dictionary record), publishes every record
+   * written so far and answers "forgot". It does not reuse the ids until "reusable".
+   */
+  | { type: "forget"; ids: number[] }
+  /** step 3: the main thread applied every record that used these ids and dropped their translations */
+  | { type: "reusable"; ids: number[] };
 
 export type FromWorker =
   | { type: "ready"; workerIndex: number }
@@ -50,6 +58,8 @@ export type FromWorker =
   | { type: "assigned"; workerIndex: number; requestId: number; partitions: number[] }
   /** Kafka mode: partitions taken away; every record of them this worker produced is already published */
   | { type: "revoked"; workerIndex: number; partitions: number[] }
+  /** step 2 of a release: no record written from now on uses these ids, and every earlier one is published */
+  | { type: "forgot"; workerIndex: number; ids: number[] }
   /** a non-fatal problem worth logging (Kafka connection trouble, a failed offset commit) */
   | { type: "warn"; workerIndex: number; message: string }
   | { type: "error"; workerIndex: number; message: string };

@@ -1,5 +1,6 @@
 // Ingest worker (one of a fixed pool): reads its partitions of the log, decodes and validates each
 // record, drops duplicates by eventId, interns strings and writes fixed-size records into its ring.
+// String ids are released when the main thread says nothing needs them (forget → forgot → reusable).
 
 import { validateEvent } from "./event.ts";
 import { createDeduper, type Deduper } from "./dedupe.ts";
@@ -49,6 +50,8 @@ function post(m: FromWorker): void {
 
 interface Running {
   committed(offsets: Array<[number, number]>): void;
+  forget(ids: number[]): void;
+  reusable(ids: number[]): void;
   starts(m: Extract<ToWorker, { type: "starts" }>): void;
   stop(): Promise<void>;
 }
@@ -67,7 +70,11 @@ function run(init: WorkerInit): Running {
   const dictBytes = new Uint8Array(dict.i32.buffer, dict.i32.byteOffset, dict.i32.byteLength);
   const control = new Int32Array(init.control);
   const encoder = new TextEncoder();
+  // string ids of this worker: id -> string and back; released ids wait in `freeIds` until the main thread
+  // has applied every record that used them (an id reused earlier would translate those records wrongly)
   const localIds = new Map<string, number>();
+  const localStrs: Array<string | undefined> = [];
+  const freeIds: number[] = [];
   const next = new Map<number, number>();
   const committed = new Map<number, number>();
   const ctx = { now: Date.now(), maxAgeMs: init.maxAgeMs, currency: init.currency };
@@ -137,9 +144,9 @@ function run(init: WorkerInit): Running {
     if (s === undefined) return -1;
     let id = localIds.get(s);
     if (id !== undefined) return id;
-    id = localIds.size;
     const bytes = encoder.encode(s);
     if (bytes.length > DICT_MAX_BYTES) throw new Error("string too long to intern");
+    id = freeIds.length > 0 ? freeIds.pop()! : localStrs.length;
     if (dict.free(pendingDict + 1) < pendingDict + 1) {
       publishAll();
       while (dict.free(1) < 1) dict.waitForSpace(1, 50);
@@ -150,7 +157,25 @@ function run(init: WorkerInit): Running {
     dictBytes.set(bytes, (base + 2) * 4);
     pendingDict++;
     localIds.set(s, id);
+    localStrs[id] = s;
     return id;
+  }
+
+  /** The main thread needs these ids no more: forget their strings, publish what used them, say so. */
+  function forget(ids: number[]): void {
+    for (const id of ids) {
+      const s = localStrs[id];
+      if (s === undefined) continue;
+      if (localIds.get(s) === id) localIds.delete(s);
+      localStrs[id] = undefined;
+    }
+    // handlers run between events, so every record written so far is complete
+    publishAll();
+    post({ type: "forgot", workerIndex: init.workerIndex, ids });
+  }
+
+  function reusable(ids: number[]): void {
+    for (const id of ids) if (localStrs[id] === undefined) freeIds.push(id);
   }
 
   function header(base: number, kind: number, p: number, offset: number, t: number): void {
@@ -162,12 +187,12 @@ function run(init: WorkerInit): Running {
   }
 
   function emit(e: ShopEvent, p: number, offset: number): void {
-    // strings first: their dictionary records are published before the records that use them
+    // strings first: their dictionary records are published before the records that use them. Categories
+    // are not interned: no metric reads them, and each distinct one would only hold memory on both sides
     const product = intern(e.productId);
-    const category = intern(e.category);
     const source = intern(e.utmSource);
     const items = e.items;
-    const itemIds = items ? items.map((it) => [intern(it.productId), intern(it.category)]) : null;
+    const itemIds = items ? items.map((it) => intern(it.productId)) : null;
     const kind = TYPE_CODE[e.type];
     const base = slot();
     const i32 = ring.i32;
@@ -179,7 +204,7 @@ function run(init: WorkerInit): Running {
     i32[base + W_SESSION_LO] = Bun.hash.murmur32v3(s, SEED_LO);
     i32[base + W_SESSION_HI] = Bun.hash.murmur32v3(s, SEED_HI);
     i32[base + W_PRODUCT] = product;
-    i32[base + W_CATEGORY] = category;
+    i32[base + W_CATEGORY] = -1;
     i32[base + W_SOURCE] = source;
     i32[base + W_PRICE] = e.priceCents ?? 0;
     i32[base + W_QTY] = e.type === "inventory_update" ? (e.stock ?? 0) : (e.quantity ?? 1);
@@ -188,8 +213,8 @@ function run(init: WorkerInit): Running {
       for (let k = 0; k < items.length; k++) {
         const b = slot();
         header(b, k === items.length - 1 ? K_ITEM | FLAG_END : K_ITEM, p, offset, e.time);
-        ring.i32[b + W_PRODUCT] = itemIds[k][0];
-        ring.i32[b + W_CATEGORY] = itemIds[k][1];
+        ring.i32[b + W_PRODUCT] = itemIds[k];
+        ring.i32[b + W_CATEGORY] = -1;
         ring.i32[b + W_PRICE] = items[k].priceCents;
         ring.i32[b + W_QTY] = items[k].quantity;
       }
@@ -311,6 +336,8 @@ function run(init: WorkerInit): Running {
     committed(offsets: Array<[number, number]>) {
       for (const [p, o] of offsets) if (next.has(p)) committed.set(p, o);
     },
+    forget,
+    reusable,
     starts() {},
     async stop() {
       stopping = true;
@@ -442,6 +469,8 @@ function run(init: WorkerInit): Running {
           .then(() => source.commit(mine))
           .catch((err: Error) => warn(`offset commit failed (the next checkpoint commits again): ${err.message}`));
       },
+      forget,
+      reusable,
       starts(m) {
         const resolve = waiting.get(m.requestId);
         waiting.delete(m.requestId);
@@ -474,6 +503,10 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     }
   } else if (m.type === "committed") {
     running?.committed(m.offsets);
+  } else if (m.type === "forget") {
+    running?.forget(m.ids);
+  } else if (m.type === "reusable") {
+    running?.reusable(m.ids);
   } else if (m.type === "starts") {
     running?.starts(m);
   } else if (m.type === "stop") {

@@ -28,6 +28,7 @@ export const STREAM_RESYNCS_TOTAL = "rtae_stream_resyncs_total";
 export const STREAM_DROPS_TOTAL = "rtae_stream_drops_total";
 export const RING_USED_RECORDS = "rtae_ring_used_records";
 export const OPEN_SESSIONS = "rtae_open_sessions";
+export const DICTIONARY_IDS = "rtae_dictionary_ids";
 export const LIVE_PANES = "rtae_live_panes";
 
 /** Buckets of the event-accepted → delta-published histogram: 5 ms … 5 s. */

@@ -203,6 +203,17 @@ export function metricsPlugin(engine: Engine, opts: MetricsOptions = {}) {
     },
   });
   new Gauge({ name: N.OPEN_SESSIONS, help: "Sessions held open by the aggregator.", registers, collect() { this.set(num(current().stats, "sessions")); } });
+  new Gauge({
+    name: N.DICTIONARY_IDS,
+    help: "Interned strings held (product ids, campaign sources), by holder; released with the state that refers to them.",
+    labelNames: ["kind"],
+    registers,
+    collect() {
+      const s = current().stats;
+      this.set({ kind: "aggregator" }, num(s, "dictionaryIds"));
+      this.set({ kind: "worker" }, num(s, "workerDictionaryIds"));
+    },
+  });
   new Gauge({ name: N.LIVE_PANES, help: "Open 1 s panes in memory.", registers, collect() { this.set(num(current().stats, "livePanes")); } });
 
   const unobserve = engine.observe({

@@ -7,7 +7,7 @@
 // A partition has one owner at a time, so one value per partition is enough (last writer wins). Values
 // carry the owner and a sequence number; decoded windows are cached until the sequence moves.
 
-import { packPane, unpackPane, type Aggregator, type MemWindow, type Pane, type RemoteWindows, type Res } from "../window/index.ts";
+import { markPane, packPane, unpackPane, type Aggregator, type MemWindow, type Pane, type RemoteWindows, type Res } from "../window/index.ts";
 import type { HotCache } from "./types.ts";
 
 interface Published {
@@ -48,6 +48,12 @@ export function createPartials(opts: {
   // is sent as packed then, and a received window whose bytes did not change is not decoded again
   const packed = new WeakMap<Pane, string>();
   const unpacked = new Map<number, Map<string, { b64: string; pane: Pane }>>();
+  // decoded remote panes keep their ids in this instance's dictionary until the owner publishes anew
+  agg.dict.addHolder({
+    mark(visit) {
+      for (const byKey of unpacked.values()) for (const e of byKey.values()) markPane(e.pane, visit);
+    },
+  });
   const b64 = (u: Uint8Array) => Buffer.from(u).toString("base64");
   const unb64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
 

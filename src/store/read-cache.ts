@@ -3,7 +3,7 @@
 // commit invalidates exactly the windows it wrote.
 
 import type { Dictionary, Family, Pane, Res, WindowReader } from "../window/index.ts";
-import { createPane, mergeEncoded, mergePane } from "../window/index.ts";
+import { createPane, markPane, mergeEncoded, mergePane } from "../window/index.ts";
 import type { HistoryStore, WindowRow } from "./types.ts";
 
 const SEC = 1000;
@@ -81,6 +81,13 @@ export function createReadCache(
   }
   let hits = 0;
   let misses = 0;
+  // cached panes keep their product and campaign ids in the dictionary (bounded by the two LRUs)
+  dict.addHolder({
+    mark(visit) {
+      for (const fams of windows.values()) for (const e of fams.values()) markPane(e.pane, visit);
+      for (const e of ranges.values()) markPane(e.pane, visit);
+    },
+  });
 
   const touch = <K, V>(m: Map<K, V>, k: K, v: V) => {
     m.delete(k);

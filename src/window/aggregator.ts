@@ -2,7 +2,7 @@
 // them by watermark (fire and purge are separate decisions), rolls purged panes into 1 m and 1 h
 // windows, tracks sessions, funnel, campaigns and inventory, and hands durable state to checkpoints.
 
-import type { Dictionary } from "./dictionary.ts";
+import type { Dictionary, DictionaryOptions } from "./dictionary.ts";
 import { createDictionary } from "./dictionary.ts";
 import {
   C_DUPLICATES,
@@ -30,6 +30,7 @@ import {
   campaignsOf,
   createPane,
   loadOf,
+  markPane,
   mergePane,
   packPane,
   productsOf,
@@ -113,6 +114,8 @@ export interface AggregatorOptions {
   idleTimeoutMs: number;
   /** processing-time clock (injectable for tests) */
   clock?: () => number;
+  /** when the string dictionary sweeps (tests) */
+  dictionary?: DictionaryOptions;
 }
 
 export interface LateEvent {
@@ -186,13 +189,17 @@ const floorTo = (t: number, res: number) => Math.floor(t / res) * res;
 const finite = (x: number) => (Number.isFinite(x) ? x : null);
 
 export interface Aggregator {
+  /** product ids and campaign sources as small integers; ids of released state are freed by advance() */
   readonly dict: Dictionary;
   readonly watermark: Watermark;
   readonly sessions: SessionTable;
   readonly opts: Required<AggregatorOptions>;
   /** apply one ring record; `xlate` maps the producing worker's string ids to dictionary ids */
   apply(i32: Int32Array, f64: Float64Array, base: number, xlate: Int32Array): void;
-  /** advance the watermark and fire/purge windows and sessions; returns true when anything fired or purged */
+  /**
+   * advance the watermark and fire/purge windows and sessions; returns true when anything fired or purged.
+   * Also lets the dictionary sweep when due: call it where no id is held outside a holder or a pin.
+   */
   advance(): boolean;
   /** next offset to consume per partition (events fully applied) */
   readonly applied: Map<number, number>;
@@ -202,7 +209,7 @@ export interface Aggregator {
   memWindows(): Iterable<MemWindow>;
   pendingCorrections(): Iterable<MemWindow>;
   inventory(): Iterable<InventoryEntry>;
-  /** `fullSessions`: include every open session (a compacting snapshot), not only the changed ones */
+  /** `fullSessions`: include every open session (a compacting snapshot), not only the changed ones; answer each with committed() or failed() */
   capture(fullSessions?: boolean): CheckpointCapture;
   /** counted since start: [0..6] events by type code, [T_ORDERS] orders, [T_REVENUE] revenue in cents (read-only view) */
   totals(): Float64Array;
@@ -228,8 +235,8 @@ export interface Aggregator {
 }
 
 export function createAggregator(options: AggregatorOptions): Aggregator {
-  const opts: Required<AggregatorOptions> = { ...options, clock: options.clock ?? (() => Date.now()) };
-  const dict = createDictionary();
+  const opts: Required<AggregatorOptions> = { ...options, clock: options.clock ?? (() => Date.now()), dictionary: options.dictionary ?? {} };
+  const dict = createDictionary(opts.dictionary);
   const wm = createWatermark({
     partitions: opts.partitions,
     outOfOrdernessMs: opts.outOfOrdernessMs,
@@ -259,6 +266,26 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   // inventory: latest stock per product by event time
   const inv = new Map<number, InventoryEntry>();
   const invDirty = new Set<number>();
+  // captures not answered by committed() / failed() yet: their panes are encoded after awaits, even when a
+  // partition drop took the windows out of the maps meanwhile
+  const outstanding = new Set<CheckpointCapture>();
+
+  // Every id the state above refers to; everything else in the dictionary can be released.
+  dict.addHolder({
+    mark(visit) {
+      // flushing windows stay in the maps until committed; a capture's are marked apart only once dropped from them
+      for (const map of [live, mins, hours]) for (const w of map.values()) markPane(w.pane, visit);
+      for (const w of corrections.values()) markPane(w.pane, visit);
+      for (const w of inflight) markPane(w.pane, visit);
+      for (const c of outstanding) {
+        for (const w of c.flushed) if (byRes(w.res).get(wkey(w.start, w.partition)) !== w) markPane(w.pane, visit);
+        for (const w of c.corrections) markPane(w.pane, visit);
+      }
+      for (const id of inv.keys()) visit(id);
+      const rec = sessions.rec;
+      sessions.forEach((slot) => visit(rec[slot * S_STRIDE + S_SOURCE]));
+    },
+  });
 
   // per-record scratch (no allocation per event)
   let curDropped = false;
@@ -597,6 +624,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     // Closing at the bare watermark split sessions on events inside the allowed lateness.
     sessions.closeBefore(v - lateness - SEC, gap, () => {});
     if (changed) version++;
+    dict.maintain(opts.clock());
     return changed;
   }
 
@@ -645,7 +673,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
     invDirty.clear();
     const lateRows = late;
     late = [];
-    return {
+    const c: CheckpointCapture = {
       flushed,
       corrections: corr,
       open,
@@ -660,9 +688,12 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
         [...applied.keys()].map((p) => [p, JSON.stringify({ maxTime: finite(wm.maxTime(p)), floor: finite(finalBelow(p)) })]),
       ),
     };
+    outstanding.add(c);
+    return c;
   }
 
   function committed(c: CheckpointCapture): void {
+    outstanding.delete(c);
     for (const w of c.flushed) {
       const map = byRes(w.res);
       const k = wkey(w.start, w.partition);
@@ -672,6 +703,7 @@ export function createAggregator(options: AggregatorOptions): Aggregator {
   }
 
   function failed(c: CheckpointCapture, opts: { corrections?: boolean } = {}): void {
+    outstanding.delete(c);
     // partitions dropped while the commit was in flight are gone for good: nothing of them comes back
     const ours = (r: { partition: number }) => applied.has(r.partition);
     c = {

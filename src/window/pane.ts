@@ -130,6 +130,12 @@ export function campaignsOf(p: Pane): Table {
   return (p.campaigns ??= createTable(G_STRIDE, 4));
 }
 
+/** Visits every dictionary id a pane refers to (product rows, campaign sources; DIRECT is no id). */
+export function markPane(p: Pane, visit: (id: number) => void): void {
+  if (p.products) for (const id of p.products.index.keys()) visit(id);
+  if (p.campaigns) for (const id of p.campaigns.index.keys()) visit(id);
+}
+
 /** into += from, family by family. */
 export function mergePane(into: Pane, from: Pane): void {
   for (let i = 0; i < N_CORE; i++) into.core[i] += from.core[i];

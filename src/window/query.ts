@@ -123,12 +123,19 @@ export async function collect(
   /** partitions owned elsewhere: their open windows and pending corrections */
   remote?: () => RemoteWindows | null,
 ): Promise<Map<number, Pane>> {
-  // a commit that starts or ends while the reads are in flight can make a row count twice (in the store and
-  // in memory) or not at all: read again; after a few tries the answer is taken as it is (off by one commit)
-  for (let attempt = 0; ; attempt++) {
-    const seq = reader.seq?.() ?? 0;
-    const out = await collectOnce(agg, reader, from, to, families, step, retained, remote?.() ?? null);
-    if (attempt >= 4 || (reader.seq?.() ?? 0) === seq) return out;
+  // the panes hold dictionary ids across the reads: none of them may be freed (and reused) meanwhile. A
+  // caller that resolves ids after this returns (top products, campaigns, inventory) pins for itself too.
+  const unpin = agg.dict.pin();
+  try {
+    // a commit that starts or ends while the reads are in flight can make a row count twice (in the store and
+    // in memory) or not at all: read again; after a few tries the answer is taken as it is (off by one commit)
+    for (let attempt = 0; ; attempt++) {
+      const seq = reader.seq?.() ?? 0;
+      const out = await collectOnce(agg, reader, from, to, families, step, retained, remote?.() ?? null);
+      if (attempt >= 4 || (reader.seq?.() ?? 0) === seq) return out;
+    }
+  } finally {
+    unpin();
   }
 }
 

@@ -16,6 +16,7 @@ export const W_SESSION_LO = 8;
 export const W_SESSION_HI = 9;
 /** Interned (worker-local) string ids, -1 when absent. */
 export const W_PRODUCT = 10;
+/** -1: workers do not intern categories while no metric reads them (each would only hold memory) */
 export const W_CATEGORY = 11;
 export const W_SOURCE = 12;
 /** price in integer cents (purchase item, product events). */

@@ -150,6 +150,7 @@ describe("GET /metrics", () => {
       "rtae_stream_drops_total",
       "rtae_ring_used_records",
       "rtae_open_sessions",
+      "rtae_dictionary_ids",
       "rtae_live_panes",
       "process_cpu_user_seconds_total",
       "nodejs_heap_size_used_bytes",
