@@ -19,6 +19,8 @@ import { createRateLimiter } from "./rate-limit.ts";
 import { createRouteTable, undeclaredRoutes } from "./routes.ts";
 
 const STEPS: Record<string, Res> = { "1s": SEC, "1m": MIN, "1h": HOUR };
+/** Bun's cap on any request body (1 TiB): only a backstop, readBody's limits answer long before it */
+const BUN_BODY_BACKSTOP = 2 ** 40;
 /** time a client has to send a whole event body; a trickle must not hold its reservation of the in-flight budget */
 const BODY_TIMEOUT_MS = 60_000;
 const MAX_POINTS = 10_000;
@@ -149,6 +151,7 @@ export function createApp(engine: Engine, extras: AppOptions = {}): HttpApp {
   for (const p of extras.plugins ?? []) app.use(p);
   const { undeclared } = undeclaredRoutes(table, app.routes);
   if (undeclared.length > 0) throw new Error(`routes missing from the route table (src/server/routes.ts): ${undeclared.join(", ")}`);
-  // Bun's own 413 comes without the JSON error and headers: its cap only backs up readBody's, which answers first
-  return createFront(app, { maxRequestBodySize: Math.max(4 * cfg.maxBodyBytes, cfg.maxInflightBodyBytes) + 1, budget: createBodyBudget(cfg.maxInflightBodyBytes) });
+  // Bun's own 413 comes without the JSON error and headers, so its cap is set out of the way: every door that
+  // takes a body reads it through readBody, which judges Content-Length first and caps what it streams
+  return createFront(app, { maxRequestBodySize: BUN_BODY_BACKSTOP, budget: createBodyBudget(cfg.maxInflightBodyBytes) });
 }

@@ -81,8 +81,10 @@ class Refusal {
   constructor(readonly failure: BodyFailure) {}
 }
 
+// A refused body is left unread: `connection: close` makes Bun hang up after the answer instead of
+// draining whatever the client still sends (a Content-Length of a terabyte would otherwise be read to the end).
 const refuse = (status: BodyFailure["status"], code: string, message: string, headers?: Record<string, string>): Refusal =>
-  new Refusal(headers === undefined ? { ok: false, status, code, message } : { ok: false, status, code, message, headers });
+  new Refusal({ ok: false, status, code, message, headers: { connection: "close", ...headers } });
 
 const busy = () =>
   refuse(503, "server_busy", "the server is busy receiving other request bodies; retry in a second", { "retry-after": "1" });

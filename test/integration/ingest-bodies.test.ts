@@ -77,6 +77,10 @@ describe("encoded event bodies", () => {
     const r = await rawRequest(http.port, requestHead("POST", "/api/events", "localhost", { ...auth, "content-type": "application/x-ndjson", "content-length": String(2 * 1024 * 1024), expect: "100-continue" }));
     expect(r.status).toBe(413);
     expect(JSON.parse(r.body).error.code).toBe("body_too_large");
+    // and hangs up rather than draining what the client still sends; a terabyte declared is refused the same way
+    expect(r.headers.connection).toBe("close");
+    const huge = await rawRequest(http.port, requestHead("POST", "/api/events", "localhost", { ...auth, "content-type": "application/x-ndjson", "content-length": String(2 ** 40 - 1) }));
+    expect([huge.status, JSON.parse(huge.body).error.code]).toEqual([413, "body_too_large"]);
   });
 });
 
