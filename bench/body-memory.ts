@@ -54,7 +54,7 @@ async function client(port: number, clients: number, encoding: string, paceMs: n
         const res = await fetch(`http://127.0.0.1:${port}/api/events`, {
           method: "POST",
           body: paced(payload, paceMs),
-          headers: { "content-length": String(payload.length), ...(encoding === "gzip" ? { "content-encoding": "gzip" } : {}) },
+          headers: { "content-length": String(payload.length), "content-type": "application/x-ndjson", ...(encoding === "gzip" ? { "content-encoding": "gzip" } : {}) },
           signal: AbortSignal.timeout(45_000),
           duplex: "half",
         } as RequestInit);

@@ -82,11 +82,15 @@ export function createApp(engine: Engine, extras: AppOptions = {}): HttpApp {
     .post(
       "/api/events",
       async ({ request }) => {
-        const body = await readRequestBody(request, { maxBytes: cfg.maxBodyBytes, timeoutMs: BODY_TIMEOUT_MS });
+        // the body's share of the in-flight budget is held while the door parses it, not only while it arrives
+        const body = await readRequestBody(request, { maxBytes: cfg.maxBodyBytes, timeoutMs: BODY_TIMEOUT_MS, keep: true });
         if (!body.ok) return json(body.status, errorBody(body.code, body.message), body.headers);
-        const bytes = body.bytes;
-        const r = await engine.door.ingest(bytes, request.headers.get("content-type"));
-        return json(r.status, JSON.stringify(r.body));
+        try {
+          const r = await engine.door.ingest(body.bytes, request.headers.get("content-type"));
+          return json(r.status, JSON.stringify(r.body));
+        } finally {
+          body.release();
+        }
       },
       { parse: "none", detail: ROUTE_DOCS["POST /api/events"] },
     )

@@ -328,6 +328,25 @@ describe("readBody: bombs", () => {
 });
 
 describe("readBody: the budget", () => {
+  it("keeps the body's reservation with keep until release(), once, so a door's parse is inside the budget", async () => {
+    const budget = createBodyBudget(MiB);
+    const r = await readBody(post(payload(300 * KiB), { "content-length": String(300 * KiB) }), { maxBytes: MiB, budget, keep: true });
+    expect(r.ok).toBe(true);
+    expect(budget.inFlight).toBe(300 * KiB);
+    // a second body that would not fit next to the kept one is refused
+    const second = await readBody(post(payload(800 * KiB), { "content-length": String(800 * KiB) }), { maxBytes: MiB, budget });
+    expect(second.ok ? 0 : second.status).toBe(503);
+    if (r.ok) {
+      r.release();
+      r.release();
+    }
+    expect(budget.inFlight).toBe(0);
+    const plain = await readBody(post(payload(300 * KiB), { "content-length": String(300 * KiB) }), { maxBytes: MiB, budget });
+    expect(budget.inFlight).toBe(0); // without keep nothing stays reserved
+    if (plain.ok) plain.release(); // a no-op
+    expect(budget.inFlight).toBe(0);
+  });
+
   it("reserves a known length up front and releases it at the end", async () => {
     const budget = createBodyBudget(MiB);
     const data = payload(200 * KiB);

@@ -26,7 +26,7 @@ export interface BodyBudgetControl extends BodyBudget {
 }
 
 export type BodyResult =
-  | { ok: true; bytes: Uint8Array }
+  | { ok: true; bytes: Uint8Array; /** with `keep`: returns the body's reservation (idempotent); else a no-op */ release: () => void }
   | { ok: false; status: 400 | 408 | 413 | 415 | 503; code: string; message: string; headers?: Record<string, string> };
 
 type BodyFailure = Extract<BodyResult, { ok: false }>;
@@ -44,6 +44,12 @@ export interface ReadBodyOptions {
    * as it keeps the connection from going idle.
    */
   timeoutMs?: number;
+  /**
+   * Keep the body's reservation after reading, until the result's `release()` (default false): a door
+   * that parses the bytes holds the budget while it works on them, so what it builds from concurrent
+   * bodies is bounded by the budget too, not only what is being received.
+   */
+  keep?: boolean;
 }
 
 /** A budget of `capacityBytes` for the bytes all requests together may hold while being received. */
@@ -86,6 +92,8 @@ class Refusal {
 const refuse = (status: BodyFailure["status"], code: string, message: string, headers?: Record<string, string>): Refusal =>
   new Refusal({ ok: false, status, code, message, headers: { connection: "close", ...headers } });
 
+const noop = () => {};
+
 const busy = () =>
   refuse(503, "server_busy", "the server is busy receiving other request bodies; retry in a second", { "retry-after": "1" });
 
@@ -127,7 +135,19 @@ export async function readBody(request: Request, opts: ReadBodyOptions): Promise
       throw refuse(413, "body_too_large", `the body is ${length} bytes; the limit is ${maxBytes}`);
     wire.expect(length);
     const bytes = coding === "identity" ? await readPlain(wire, length, take) : await readDecoded(wire, coding, maxBytes, take);
-    return { ok: true, bytes };
+    if (opts.keep !== true || budget === undefined || held === 0) return { ok: true, bytes, release: noop };
+    const kept = held;
+    held = 0; // handed to the caller
+    let returned = false;
+    return {
+      ok: true,
+      bytes,
+      release() {
+        if (returned) return;
+        returned = true;
+        budget.release(kept);
+      },
+    };
   } catch (err) {
     if (err instanceof Refusal) return err.failure;
     throw err;
