@@ -3,7 +3,7 @@
 
 import { bodyError, type BodyError } from "./errors.ts";
 import { EVENT_TYPES, LIMITS, type EventType, type PurchaseItem, type ShopEvent } from "./event-types.ts";
-import { parseTimestamp } from "./timestamp.ts";
+import { describe, parseTimestamp } from "./timestamp.ts";
 
 export interface ValidateContext {
   /** epoch ms */
@@ -29,7 +29,6 @@ export type ParsedBody = { ok: true; items: BodyItem[] } | BodyError;
 /** Defaults of parseBody's limits. */
 export const BODY_LIMITS = Object.freeze({ maxEvents: 10_000, maxLineBytes: 1024 * 1024 });
 
-const ECHO_MAX = 64;
 const STOCK_MAX = 2 ** 31 - 1;
 const TYPE_LIST = EVENT_TYPES.join(", ");
 
@@ -322,23 +321,6 @@ function isoOf(t: number): string {
 
 // ---------------------------------------------------------------------------------------------
 // reasons
-
-/** A short, safe rendering of an offending value: never more than ECHO_MAX characters of input. */
-function describe(v: unknown): string {
-  switch (typeof v) {
-    case "string":
-      return JSON.stringify(v.length > ECHO_MAX ? `${v.slice(0, ECHO_MAX)}…` : v);
-    case "number":
-    case "boolean":
-      return String(v);
-    case "undefined":
-      return "nothing";
-    case "object":
-      return v === null ? "null" : Array.isArray(v) ? "an array" : "an object";
-    default:
-      return `a ${typeof v}`;
-  }
-}
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -212,14 +212,16 @@ function outOfRange(name: string, shown: string): TimestampResult {
 const pad2 = (v: number) => String(v).padStart(2, "0");
 const pad4 = (v: number) => String(v).padStart(4, "0");
 
-/** A short, safe rendering of an offending value: never more than ECHO_MAX characters of input. */
-function describe(v: unknown): string {
+/** A short, safe rendering of an offending value for a reason: never more than ECHO_MAX characters of input. */
+export function describe(v: unknown): string {
   switch (typeof v) {
     case "string":
       return JSON.stringify(v.length > ECHO_MAX ? `${v.slice(0, ECHO_MAX)}…` : v);
     case "number":
     case "boolean":
       return String(v);
+    case "undefined":
+      return "nothing";
     case "object":
       return v === null ? "null" : Array.isArray(v) ? "an array" : "an object";
     default:
