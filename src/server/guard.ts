@@ -61,12 +61,15 @@ function clientAddress(request: Request, info: FrontInfo | undefined, opts: Guar
 const wantsHtml = (request: Request): boolean => request.headers.get("accept")?.includes("text/html") === true;
 
 /**
- * A form post acting on the session must come from this origin. Browsers send Origin on POSTs and
- * Sec-Fetch-Site everywhere; clients that send neither (curl, scripts) carry no ambient cookie risk.
+ * A form post acting on the session must come from this origin. Browsers send Sec-Fetch-Site on every
+ * request, and it decides when present. Without it, Origin must name this host: "null" is refused, which
+ * is why the sign-in page itself is served with `Referrer-Policy: same-origin` (under `no-referrer` a
+ * browser posts its form with `Origin: null`). Clients that send neither (curl, scripts) carry no
+ * ambient cookie, so there is nothing to forge.
  */
 function crossSite(request: Request, trustProxy: boolean): boolean {
   const site = request.headers.get("sec-fetch-site");
-  if (site !== null && site !== "same-origin" && site !== "none") return true;
+  if (site !== null) return site !== "same-origin" && site !== "none";
   const origin = request.headers.get("origin");
   if (origin === null) return false;
   if (origin === "null") return true;

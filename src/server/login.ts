@@ -47,8 +47,10 @@ ${message === null ? "" : `<p class="err" role="alert">${escapeHtml(message)}</p
 </html>`;
 }
 
+// same-origin, not the global no-referrer: under no-referrer a browser posts the form with `Origin: null`,
+// which the guard's same-origin check cannot tell from a forged post
 const html = (status: number, body: string, extra: Record<string, string> = {}): Response =>
-  new Response(body, { status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", ...extra } });
+  new Response(body, { status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "referrer-policy": "same-origin", ...extra } });
 
 /** The posted form (urlencoded, or JSON `{token}`), or the body reader's refusal. */
 async function readForm(request: Request): Promise<URLSearchParams | BodyFailure> {

@@ -234,6 +234,9 @@ describe("sign-in throttling and same-origin form posts", () => {
       }
     }
     expect((await call(app, "/login", form(READ, { ...host, origin: "http://rtae.test", "sec-fetch-site": "same-origin" }))).res.status).toBe(303);
+    // a browser under Referrer-Policy: no-referrer posts with Origin: null; Sec-Fetch-Site decides
+    expect((await call(app, "/login", form(READ, { ...host, origin: "null", "sec-fetch-site": "same-origin" }))).res.status).toBe(303);
+    expect((await call(app, "/login")).res.headers.get("referrer-policy")).toBe("same-origin");
     expect((await call(app, "/login", form(READ, host))).res.status).toBe(303);
   });
 });
@@ -297,11 +300,12 @@ describe("CORS and security headers", () => {
   });
 
   it("sends the security headers on JSON, HTML, error, redirect and plugin responses", async () => {
+    const signIn = (await call(app, "/login")).res;
     const responses = [
+      signIn,
       (await call(app, "/api/metrics/summary", { headers: bearer(READ) })).res,
       (await call(app, "/api/metrics/summary?from=junk", { headers: bearer(READ) })).res,
       (await call(app, "/api/metrics/summary")).res,
-      (await call(app, "/login")).res,
       (await call(app, "/swagger")).res,
       (await call(app, "/ui/panel", { headers: bearer(READ) })).res,
       (await call(app, "/ui/panel", { headers: { accept: "text/html" } })).res,
@@ -310,7 +314,8 @@ describe("CORS and security headers", () => {
     ];
     for (const res of responses) {
       expect(res.headers.get("x-content-type-options")).toBe("nosniff");
-      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+      // the sign-in page alone says same-origin (its form must post its Origin); nothing sends a referrer off-site
+      expect(res.headers.get("referrer-policy")).toBe(res === signIn ? "same-origin" : "no-referrer");
       expect(res.headers.get("x-frame-options")).toBe("DENY");
       expect(res.headers.get("cross-origin-opener-policy")).toBe("same-origin");
       const csp = res.headers.get("content-security-policy") ?? "";

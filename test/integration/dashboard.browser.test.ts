@@ -92,3 +92,32 @@ describe.skipIf(skip)("dashboard in Chromium", () => {
     expect(outside).toEqual([]);
   }, 60_000);
 });
+
+describe.skipIf(skip)("sign-in in Chromium", () => {
+  it("sends a browser without a session to /login, and its form post signs it in and lands on the dashboard", async () => {
+    const READ = "read-token-0123456789abcdef";
+    const s = await startTestEngine(["--read-tokens", READ]);
+    const l = startLiveTopics(s.engine);
+    const h = createApp(s.engine, { plugins: [streamsPlugin(s.engine, l), dashboardPlugin(s.engine)] }).listen({ port: 0, hostname: "127.0.0.1" });
+    const page = await browser.newPage({ viewport: { width: 360, height: 740 } });
+    try {
+      const at = `http://127.0.0.1:${h.port}`;
+      const posts: number[] = [];
+      page.on("response", (r) => {
+        if (r.request().method() === "POST") posts.push(r.status());
+      });
+      await page.goto(`${at}/?view=overview`);
+      expect(new URL(page.url()).pathname).toBe("/login");
+      await page.fill("#token", READ);
+      // the browser posts with Sec-Fetch-Site: same-origin (and, under the page's referrer policy, its Origin)
+      await Promise.all([page.waitForURL(`${at}/?view=overview`), page.click("button[type=submit]")]);
+      expect(posts).toEqual([303]);
+      expect(await page.locator("h1, h2").first().textContent()).toContain("Overview");
+    } finally {
+      await page.close();
+      l.stop();
+      await h.stop(true);
+      await s.stop();
+    }
+  }, 60_000);
+});
