@@ -32,23 +32,18 @@ interface Source {
   readonly cancelled: boolean;
 }
 
-/**
- * A pull-based body (highWaterMark 0: nothing is produced until the reader asks) that yields `bytes`
- * in `chunk`-sized pieces, calls `onPull` before each, and can break off with an error after `failAfter` bytes.
- */
-function source(bytes: Uint8Array, o: { chunk?: number; failAfter?: number; onPull?: () => void | Promise<void> } = {}): Source {
-  const chunk = o.chunk ?? 64 * KiB;
+/** A pull-based body (highWaterMark 0: nothing is produced until the reader asks): `next(at)` gives each chunk, null to end, an Error to break off. */
+function pulled(next: (at: number) => Promise<Uint8Array | Error | null> | Uint8Array | Error | null): Source {
   let at = 0;
   let cancelled = false;
   const stream = new ReadableStream<Uint8Array>(
     {
       async pull(c) {
-        await o.onPull?.();
-        if (o.failAfter !== undefined && at >= o.failAfter) return c.error(new Error("connection reset by peer"));
-        if (at >= bytes.byteLength) return c.close();
-        const end = Math.min(at + chunk, bytes.byteLength);
-        c.enqueue(bytes.slice(at, end));
-        at = end;
+        const r = await next(at);
+        if (r === null) return c.close();
+        if (r instanceof Error) return c.error(r);
+        c.enqueue(r);
+        at += r.byteLength;
       },
       cancel() {
         cancelled = true;
@@ -67,32 +62,21 @@ function source(bytes: Uint8Array, o: { chunk?: number; failAfter?: number; onPu
   };
 }
 
+/** `bytes` in `chunk`-sized pieces, calling `onPull` before each, breaking off with an error after `failAfter` bytes. */
+function source(bytes: Uint8Array, o: { chunk?: number; failAfter?: number; onPull?: () => void | Promise<void> } = {}): Source {
+  const chunk = o.chunk ?? 64 * KiB;
+  return pulled(async (at) => {
+    await o.onPull?.();
+    if (o.failAfter !== undefined && at >= o.failAfter) return new Error("connection reset by peer");
+    if (at >= bytes.byteLength) return null;
+    return bytes.slice(at, Math.min(at + chunk, bytes.byteLength));
+  });
+}
+
 /** An endless body: fresh chunks for as long as anyone reads. */
 function endless(chunk: number): Source {
   const piece = payload(chunk);
-  let at = 0;
-  let cancelled = false;
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      pull(c) {
-        c.enqueue(piece.slice());
-        at += chunk;
-      },
-      cancel() {
-        cancelled = true;
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return {
-    stream,
-    get pulled() {
-      return at;
-    },
-    get cancelled() {
-      return cancelled;
-    },
-  };
+  return pulled(() => piece.slice());
 }
 
 const failure = (r: BodyResult) => {

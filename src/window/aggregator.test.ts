@@ -28,6 +28,7 @@ import {
   createMemoryHistory,
   encodeEvent,
   expectedPlain,
+  expectedStock,
   fakeClock,
   generateStream,
   plainOf,
@@ -639,15 +640,8 @@ describe("checkpoint and restore", () => {
       const got = plainOf(await merged(agg, store, from, to), agg.dict);
       expect({ from: from - T0, got }).toEqual({ from: from - T0, got: expectedPlain(applied, from, to, OPTS.sessionGapMs) });
     }
-    // latest stock per product by event time (ties: the later arrival wins)
-    const stock = new Map<string, { time: number; stock: number }>();
-    for (const { ev } of applied) {
-      if (ev.type !== "inventory_update") continue;
-      const cur = stock.get(ev.productId!);
-      if (!cur || ev.time >= cur.time) stock.set(ev.productId!, { time: ev.time, stock: ev.stock! });
-    }
     const got = Object.fromEntries([...agg.inventory()].map((e) => [agg.dict.str(e.product), e.stock]));
-    expect(got).toEqual(Object.fromEntries([...stock].map(([k, v]) => [k, v.stock])));
+    expect(got).toEqual(expectedStock(applied));
     expect(store.commits).toBeGreaterThan(5);
   });
 });

@@ -12,6 +12,7 @@ import {
   createLatenessOracle,
   createMemoryHistory,
   expectedPlain,
+  expectedStock,
   fakeClock,
   generateStream,
   plainOf,
@@ -236,13 +237,7 @@ describe("aggregator ids after their state is released", () => {
       const got = plainOf((await collect(agg, store, from, to, FAMILIES)).get(0) ?? createPane(), agg.dict);
       expect({ from: from - T0, got }).toEqual({ from: from - T0, got: expectedPlain(applied, from, to, OPTS.sessionGapMs) });
     }
-    const stock = new Map<string, { time: number; stock: number }>();
-    for (const { ev } of applied) {
-      if (ev.type !== "inventory_update") continue;
-      const cur = stock.get(ev.productId!);
-      if (!cur || ev.time >= cur.time) stock.set(ev.productId!, { time: ev.time, stock: ev.stock! });
-    }
     const got = Object.fromEntries([...agg.inventory()].map((e) => [agg.dict.str(e.product), e.stock]));
-    expect(got).toEqual(Object.fromEntries([...stock].map(([k, v]) => [k, v.stock])));
+    expect(got).toEqual(expectedStock(applied));
   });
 });

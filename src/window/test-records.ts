@@ -370,6 +370,17 @@ export function plainOf(p: Pane, dict: Aggregator["dict"]): Plain {
   };
 }
 
+/** Latest stock per product by event time (ties: the later arrival wins), by plain loop over what was applied. */
+export function expectedStock(applied: readonly Applied[]): Record<string, number> {
+  const stock = new Map<string, { time: number; stock: number }>();
+  for (const { ev } of applied) {
+    if (ev.type !== "inventory_update") continue;
+    const cur = stock.get(ev.productId!);
+    if (!cur || ev.time >= cur.time) stock.set(ev.productId!, { time: ev.time, stock: ev.stock! });
+  }
+  return Object.fromEntries([...stock].map(([k, v]) => [k, v.stock]));
+}
+
 /** Expected families over event times in [floor(from, 1 s), ceil(to, 1 s)), by plain loops. */
 export function expectedPlain(applied: readonly Applied[], from: number, to: number, gapMs: number): Plain {
   const f = Math.floor(from / 1000) * 1000;

@@ -223,7 +223,7 @@ describe("one request model for guard, rate limiter and router", () => {
     for (const r of ROUTES) paths.set(concrete(r), r);
     for (const [path, r] of paths)
       for (const method of ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND", "TRACE", "CONNECT", "MKCOL"])
-        probes.push({ id: id++, method, target: method === "CONNECT" ? path : path, host: "localhost", version: "1.1", cred: "admin", from: r });
+        probes.push({ id: id++, method, target: path, host: "localhost", version: "1.1", cred: "admin", from: r });
     await check(probes);
     const r405 = await rawRequest(port, requestHead("DELETE", "/api/metrics/summary", "localhost", { authorization: `Bearer ${ADMIN}` }), { headOnly: true });
     expect(r405.status).toBe(405);
